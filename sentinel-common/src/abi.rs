@@ -1,0 +1,191 @@
+//! Map names, key and value layouts shared by the eBPF program and the daemon.
+//!
+//! Every type is `#[repr(C)]`, `Copy`, has explicit padding and a size assertion, and uses integers
+//! instead of `bool`/`Option`/enums, so both sides read the same bytes. Names stay within the
+//! kernel's 15-byte limit. Bump [`ABI_VERSION`] whenever a layout here changes: the daemon uses it
+//! to recognise pinned maps of an older layout.
+
+/// Layout version of the maps below; pinned maps carry it in their directory name.
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the TC classifier program in the object file.
+pub const PROGRAM_NAME: &str = "sentinel_tc";
+
+/// Per-CPU array of [`Counters`], indexed by [`totals_index`].
+pub const MAP_TOTALS: &str = "SNT_TOTALS";
+/// Per-CPU LRU hash of [`RemoteKey`] -> [`RemoteCounters`].
+pub const MAP_REMOTES: &str = "SNT_REMOTES";
+/// Per-CPU array of `u64`, indexed by [`ErrorKind`].
+pub const MAP_ERRORS: &str = "SNT_ERRORS";
+/// LPM trie of `[u8; 4]` keys (prefix length first, as the kernel's `bpf_lpm_trie_key`) -> `u32` address flags (see [`crate::addr`]).
+pub const MAP_ADDRS_V4: &str = "SNT_ADDRS_V4";
+/// LPM trie of `[u8; 16]` keys -> `u32` address flags (see [`crate::addr`]).
+pub const MAP_ADDRS_V6: &str = "SNT_ADDRS_V6";
+
+/// Capacity of the per-remote LRU map: distinct remotes between two drains, with room to spare.
+pub const REMOTES_MAX_ENTRIES: u32 = 16_384;
+/// Capacity of each address trie: local addresses plus LAN and user prefixes.
+pub const ADDRS_MAX_ENTRIES: u32 = 1_024;
+
+/// Address family as stored in keys and indices.
+pub const FAMILY_V4: u8 = 0;
+/// Address family as stored in keys and indices.
+pub const FAMILY_V6: u8 = 1;
+
+/// What a counted (or deliberately ignored) IP packet was.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Inside -> public: the NAS uploads.
+    Up = 0,
+    /// Public -> inside: the NAS downloads.
+    Down = 1,
+    /// Both ends inside (LAN, loopback, multicast, intra-prefix IPv6): never counted as traffic.
+    Lan = 2,
+    /// Both ends public (transit through a bridge or a promiscuous NIC): never counted.
+    Transit = 3,
+}
+
+impl Verdict {
+    /// All verdicts, in index order.
+    pub const ALL: [Verdict; 4] = [Verdict::Up, Verdict::Down, Verdict::Lan, Verdict::Transit];
+}
+
+/// Number of slots in [`MAP_TOTALS`]: one per verdict and family.
+pub const TOTALS_SLOTS: u32 = 8;
+
+/// Slot of [`MAP_TOTALS`] for a verdict and a family.
+#[inline(always)]
+pub const fn totals_index(verdict: Verdict, family: u8) -> u32 {
+    (verdict as u32) * 2 + (family as u32 & 1)
+}
+
+/// Packet and byte counters of one [`MAP_TOTALS`] slot. Monotonic; never reset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets as they crossed the wire (a GSO/GRO super-packet counts its segments).
+    pub packets: u64,
+    /// IP-layer bytes as they crossed the wire (IPv4 `tot_len`, IPv6 `40 + payload_len`, per segment).
+    pub ip_bytes: u64,
+    /// `ip_bytes` plus the link-layer header of every segment (Ethernet and VLAN tag; no FCS).
+    pub wire_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<Counters>() == 24);
+
+/// Key of [`MAP_REMOTES`]: the remote (public) end of a counted packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RemoteKey {
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+    /// The address in network order; an IPv4 address uses the first four bytes, the rest are zero.
+    pub addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<RemoteKey>() == 20);
+
+impl RemoteKey {
+    /// Key of an IPv4 remote.
+    #[inline(always)]
+    pub const fn v4(a: [u8; 4]) -> Self {
+        let mut addr = [0u8; 16];
+        addr[0] = a[0];
+        addr[1] = a[1];
+        addr[2] = a[2];
+        addr[3] = a[3];
+        Self {
+            family: FAMILY_V4,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+
+    /// Key of an IPv6 remote.
+    #[inline(always)]
+    pub const fn v6(addr: [u8; 16]) -> Self {
+        Self {
+            family: FAMILY_V6,
+            _pad: [0; 3],
+            addr,
+        }
+    }
+}
+
+/// Value of [`MAP_REMOTES`]: what the NAS exchanged with one remote. Monotonic while the entry lives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemoteCounters {
+    /// Packets sent to the remote.
+    pub up_packets: u64,
+    /// IP bytes sent to the remote (GSO-corrected).
+    pub up_bytes: u64,
+    /// Packets received from the remote.
+    pub down_packets: u64,
+    /// IP bytes received from the remote (GSO-corrected).
+    pub down_bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<RemoteCounters>() == 32);
+
+/// Why a frame was not counted, or was counted with a correction. Indices of [`MAP_ERRORS`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Not IPv4 or IPv6 (ARP, LLDP, PPPoE, a second VLAN tag...): passed on, not counted.
+    NotIp = 0,
+    /// Shorter than its Ethernet (or VLAN) header.
+    TruncatedL2 = 1,
+    /// Shorter than the minimal IP header.
+    TruncatedL3 = 2,
+    /// The IP version nibble does not match the EtherType.
+    BadVersion = 3,
+    /// IPv4 IHL below 5, header beyond the frame, or `tot_len` shorter than the header.
+    BadHeader = 4,
+    /// The IP length field claims more bytes than the frame holds; what is there was counted.
+    LengthBeyondFrame = 5,
+    /// A GSO super-packet whose transport header could not be read; counted without the correction.
+    GsoNoL4 = 6,
+    /// The per-remote map refused an update; direction totals were still counted.
+    RemoteUpdate = 7,
+}
+
+/// Number of slots in [`MAP_ERRORS`].
+pub const ERROR_SLOTS: u32 = 8;
+
+impl ErrorKind {
+    /// All kinds, in index order.
+    pub const ALL: [ErrorKind; ERROR_SLOTS as usize] = [
+        ErrorKind::NotIp,
+        ErrorKind::TruncatedL2,
+        ErrorKind::TruncatedL3,
+        ErrorKind::BadVersion,
+        ErrorKind::BadHeader,
+        ErrorKind::LengthBeyondFrame,
+        ErrorKind::GsoNoL4,
+        ErrorKind::RemoteUpdate,
+    ];
+
+    /// A stable snake_case name, for logs, the API and metrics labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotIp => "not_ip",
+            ErrorKind::TruncatedL2 => "truncated_l2",
+            ErrorKind::TruncatedL3 => "truncated_l3",
+            ErrorKind::BadVersion => "bad_version",
+            ErrorKind::BadHeader => "bad_header",
+            ErrorKind::LengthBeyondFrame => "length_beyond_frame",
+            ErrorKind::GsoNoL4 => "gso_no_l4",
+            ErrorKind::RemoteUpdate => "remote_update",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]` plain integers and byte arrays with explicit padding;
+    // every bit pattern is valid.
+    unsafe impl aya::Pod for super::Counters {}
+    unsafe impl aya::Pod for super::RemoteKey {}
+    unsafe impl aya::Pod for super::RemoteCounters {}
+}

@@ -1,0 +1,171 @@
+//! The frame parser: Ethernet, at most one 802.1Q/802.1ad tag, IPv4 (with options) or IPv6.
+//!
+//! It reads through the [`Frame`] trait so that the same code runs on a `&[u8]` in userspace and on
+//! an `__sk_buff` in the kernel. It applies the length rule of DESIGN.md "Counting": count the IP
+//! length field, but a length of 0 (GSO/BIG TCP) or one larger than the frame means "what is
+//! actually there"; never count bytes that are not on the wire.
+
+use crate::abi::{ErrorKind, FAMILY_V4, FAMILY_V6};
+
+const ETH_HLEN: u32 = 14;
+const VLAN_HLEN: u32 = 4;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPV4_MIN_HLEN: u32 = 20;
+const IPV6_HLEN: u32 = 40;
+
+/// IP protocol numbers the GSO correction understands.
+pub const IPPROTO_TCP: u8 = 6;
+/// IP protocol numbers the GSO correction understands.
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Read access to one captured frame, starting at its Ethernet header.
+pub trait Frame {
+    /// Length of the whole frame as the kernel holds it (link-layer header included).
+    fn len(&self) -> u32;
+
+    /// `N` bytes at `offset`, or `None` when the frame is shorter than `offset + N`.
+    fn read<const N: usize>(&self, offset: u32) -> Option<[u8; N]>;
+}
+
+impl Frame for [u8] {
+    fn len(&self) -> u32 {
+        u32::try_from(<[u8]>::len(self)).unwrap_or(u32::MAX)
+    }
+
+    fn read<const N: usize>(&self, offset: u32) -> Option<[u8; N]> {
+        let start = offset as usize;
+        let bytes = self.get(start..start.checked_add(N)?)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Some(out)
+    }
+}
+
+/// The two ends of an IP packet, in network order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addrs {
+    /// IPv4 source and destination.
+    V4([u8; 4], [u8; 4]),
+    /// IPv6 source and destination.
+    V6([u8; 16], [u8; 16]),
+}
+
+impl Addrs {
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    #[inline(always)]
+    pub const fn family(&self) -> u8 {
+        match self {
+            Addrs::V4(..) => FAMILY_V4,
+            Addrs::V6(..) => FAMILY_V6,
+        }
+    }
+}
+
+/// What the parser learned from a frame's headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpHeader {
+    /// Source and destination.
+    pub addrs: Addrs,
+    /// Bytes before the IP header (Ethernet header and tag).
+    pub l2_len: u32,
+    /// IP header length (IPv4 IHL * 4; 40 for IPv6: extension headers are payload here).
+    pub l3_hdr_len: u32,
+    /// IP-layer bytes of this (possibly super-) packet after the length rule.
+    pub ip_len: u32,
+    /// IPv4 protocol or IPv6 next header.
+    pub protocol: u8,
+    /// The length field claimed more than the frame holds, so `ip_len` was clamped.
+    pub clamped: bool,
+}
+
+/// Parses the link and IP headers of a frame.
+#[inline(always)]
+pub fn parse<F: Frame + ?Sized>(frame: &F) -> Result<IpHeader, ErrorKind> {
+    let [t0, t1] = frame.read::<2>(12).ok_or(ErrorKind::TruncatedL2)?;
+    let mut ethertype = u16::from_be_bytes([t0, t1]);
+    let mut l2_len = ETH_HLEN;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        let [i0, i1] = frame.read::<2>(16).ok_or(ErrorKind::TruncatedL2)?;
+        ethertype = u16::from_be_bytes([i0, i1]);
+        l2_len = ETH_HLEN + VLAN_HLEN;
+    }
+    // `read` above proved the frame holds at least `l2_len` bytes.
+    let present = frame.len().saturating_sub(l2_len);
+    match ethertype {
+        ETH_P_IPV4 => parse_ipv4(frame, l2_len, present),
+        ETH_P_IPV6 => parse_ipv6(frame, l2_len, present),
+        // Anything else, including a second VLAN tag, is not ours to count.
+        _ => Err(ErrorKind::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4<F: Frame + ?Sized>(frame: &F, l2: u32, present: u32) -> Result<IpHeader, ErrorKind> {
+    let h = frame.read::<20>(l2).ok_or(ErrorKind::TruncatedL3)?;
+    if h[0] >> 4 != 4 {
+        return Err(ErrorKind::BadVersion);
+    }
+    let hdr_len = ((h[0] & 0x0f) as u32) * 4;
+    if hdr_len < IPV4_MIN_HLEN || hdr_len > present {
+        return Err(ErrorKind::BadHeader);
+    }
+    let tot_len = u16::from_be_bytes([h[2], h[3]]) as u32;
+    let (ip_len, clamped) = match tot_len {
+        // GSO and BIG TCP super-packets may carry 0: count what is there.
+        0 => (present, false),
+        n if n < hdr_len => return Err(ErrorKind::BadHeader),
+        n if n > present => (present, true),
+        n => (n, false),
+    };
+    Ok(IpHeader {
+        addrs: Addrs::V4([h[12], h[13], h[14], h[15]], [h[16], h[17], h[18], h[19]]),
+        l2_len: l2,
+        l3_hdr_len: hdr_len,
+        ip_len,
+        protocol: h[9],
+        clamped,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6<F: Frame + ?Sized>(frame: &F, l2: u32, present: u32) -> Result<IpHeader, ErrorKind> {
+    let h = frame.read::<8>(l2).ok_or(ErrorKind::TruncatedL3)?;
+    let src = frame.read::<16>(l2 + 8).ok_or(ErrorKind::TruncatedL3)?;
+    let dst = frame.read::<16>(l2 + 24).ok_or(ErrorKind::TruncatedL3)?;
+    if h[0] >> 4 != 6 {
+        return Err(ErrorKind::BadVersion);
+    }
+    let payload_len = u16::from_be_bytes([h[4], h[5]]) as u32;
+    let (ip_len, clamped) = match payload_len {
+        // Jumbograms and BIG TCP carry 0: count what is there.
+        0 => (present, false),
+        n if IPV6_HLEN + n > present => (present, true),
+        n => (IPV6_HLEN + n, false),
+    };
+    Ok(IpHeader {
+        addrs: Addrs::V6(src, dst),
+        l2_len: l2,
+        l3_hdr_len: IPV6_HLEN,
+        ip_len,
+        protocol: h[6],
+        clamped,
+    })
+}
+
+/// Transport header length of a TCP or UDP packet, for the GSO correction.
+#[inline(always)]
+pub fn l4_header_len<F: Frame + ?Sized>(frame: &F, ip: &IpHeader) -> Option<u32> {
+    let l4 = ip.l2_len + ip.l3_hdr_len;
+    match ip.protocol {
+        IPPROTO_TCP => {
+            let [doff] = frame.read::<1>(l4 + 12)?;
+            let len = ((doff >> 4) as u32) * 4;
+            if len >= 20 { Some(len) } else { None }
+        }
+        IPPROTO_UDP => Some(8),
+        _ => None,
+    }
+}

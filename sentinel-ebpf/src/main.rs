@@ -1,0 +1,59 @@
+//! The TC classifier: one program, attached on ingress and egress of the monitored interface.
+//!
+//! For every frame it calls [`sentinel_common::account::account`] (the same code the AF_PACKET
+//! fallback runs), then adds the result to per-CPU maps. It fails open: whatever happens, the
+//! packet continues unchanged (`TC_ACT_UNSPEC`, which is `TCX_NEXT` under TCX), and errors only
+//! bump a per-CPU counter. No per-packet logging.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod skb;
+
+use aya_ebpf::{macros::classifier, programs::TcContext};
+use sentinel_common::{
+    abi::{ErrorKind, Verdict, totals_index},
+    account::{Accounting, account},
+};
+
+/// "Continue": the next TCX program or clsact filter decides, as if we were not there.
+const TC_ACT_UNSPEC: i32 = -1;
+
+#[classifier]
+pub fn sentinel_tc(ctx: TcContext) -> i32 {
+    match try_sentinel_tc(&ctx) {
+        Ok(()) => {}
+        Err(kind) => maps::count_error(kind),
+    }
+    TC_ACT_UNSPEC
+}
+
+fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
+    let frame = skb::SkbFrame::new(ctx);
+    let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
+    record(&acc);
+    Ok(())
+}
+
+#[inline(always)]
+fn record(acc: &Accounting) {
+    maps::add_totals(totals_index(acc.verdict, acc.family), acc);
+    if let Some(kind) = acc.note {
+        maps::count_error(kind);
+    }
+    match acc.verdict {
+        Verdict::Up => maps::add_remote(acc, true),
+        Verdict::Down => maps::add_remote(acc, false),
+        Verdict::Lan | Verdict::Transit => {}
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,98 @@
+//! The maps and the per-packet updates on them. Userspace pins, fills and drains them.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{
+        LruPerCpuHashMap, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+};
+use sentinel_common::{
+    abi::{
+        ADDRS_MAX_ENTRIES, Counters, ERROR_SLOTS, ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters,
+        RemoteKey, TOTALS_SLOTS,
+    },
+    account::Accounting,
+    addr::AddrFlags,
+};
+
+#[map(name = "SNT_TOTALS")]
+static TOTALS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
+
+#[map(name = "SNT_REMOTES")]
+static REMOTES: LruPerCpuHashMap<RemoteKey, RemoteCounters> =
+    LruPerCpuHashMap::with_max_entries(REMOTES_MAX_ENTRIES, 0);
+
+#[map(name = "SNT_ERRORS")]
+static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
+
+#[map(name = "SNT_ADDRS_V4")]
+static ADDRS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
+
+#[map(name = "SNT_ADDRS_V6")]
+static ADDRS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
+
+/// The address tries as the rules' flag source.
+pub struct AddrTries;
+
+impl AddrFlags for AddrTries {
+    #[inline(always)]
+    fn flags_v4(&self, addr: [u8; 4]) -> u32 {
+        ADDRS_V4.get(Key::new(32, addr)).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn flags_v6(&self, addr: &[u8; 16]) -> u32 {
+        ADDRS_V6.get(Key::new(128, *addr)).copied().unwrap_or(0)
+    }
+}
+
+#[inline(always)]
+pub fn count_error(kind: ErrorKind) {
+    if let Some(slot) = ERRORS.get_ptr_mut(kind as u32) {
+        // SAFETY: a per-CPU slot, only ever touched by this CPU while the program runs.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn add_totals(index: u32, acc: &Accounting) {
+    if let Some(slot) = TOTALS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot, only ever touched by this CPU while the program runs.
+        let c = unsafe { &mut *slot };
+        c.packets += acc.packets;
+        c.ip_bytes += acc.ip_bytes;
+        c.wire_bytes += acc.wire_bytes;
+    }
+}
+
+#[inline(always)]
+fn bump(r: &mut RemoteCounters, acc: &Accounting, up: bool) {
+    if up {
+        r.up_packets += acc.packets;
+        r.up_bytes += acc.ip_bytes;
+    } else {
+        r.down_packets += acc.packets;
+        r.down_bytes += acc.ip_bytes;
+    }
+}
+
+#[inline(always)]
+pub fn add_remote(acc: &Accounting, up: bool) {
+    if let Some(slot) = REMOTES.get_ptr_mut(&acc.remote) {
+        // SAFETY: this CPU's value of a per-CPU entry; nothing else writes it while we run.
+        bump(unsafe { &mut *slot }, acc, up);
+        return;
+    }
+    let mut fresh = RemoteCounters::default();
+    bump(&mut fresh, acc, up);
+    // BPF_NOEXIST: when another CPU created the entry in between, our per-CPU value in it is still
+    // zero, so add in place instead.
+    if REMOTES.insert(&acc.remote, &fresh, 1).is_err() {
+        match REMOTES.get_ptr_mut(&acc.remote) {
+            // SAFETY: as above.
+            Some(slot) => bump(unsafe { &mut *slot }, acc, up),
+            None => count_error(ErrorKind::RemoteUpdate),
+        }
+    }
+}

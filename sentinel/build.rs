@@ -1,0 +1,26 @@
+//! Builds the eBPF crate for `bpfel-unknown-none` (nightly, `-Z build-std=core`, bpf-linker) and
+//! leaves the object in `OUT_DIR`, from where `capture::ebpf` embeds it.
+
+use anyhow::{Context as _, anyhow};
+use aya_build::Toolchain;
+
+fn main() -> anyhow::Result<()> {
+    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = packages
+        .into_iter()
+        .find(|p| p.name.as_str() == "sentinel-ebpf")
+        .ok_or_else(|| anyhow!("sentinel-ebpf package not found"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent for {}", ebpf.manifest_path))?;
+    let package = aya_build::Package {
+        name: ebpf.name.as_str(),
+        root_dir: root_dir.as_str(),
+        ..Default::default()
+    };
+    aya_build::build_ebpf([package], Toolchain::default())
+}

@@ -1,0 +1,224 @@
+//! The userspace side of classification: which addresses are local, LAN or user-declared, as one
+//! flattened prefix table.
+//!
+//! [`AddressPlan`] is what the daemon knows (the NAS's addresses, the LAN prefixes, the user's
+//! inside/public prefixes). [`PrefixTable`] flattens it so that every prefix carries the flags of
+//! all prefixes containing it: the longest match then answers alone, which is exactly how the
+//! kernel's LPM tries are read. The same table serves the AF_PACKET fallback (through
+//! [`sentinel_common::addr::AddrFlags`]) and fills the tries, so both worlds see the same flags.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use sentinel_common::addr::{ADDR_INSIDE, ADDR_LAN_PREFIX, ADDR_LOCAL, ADDR_PUBLIC, AddrFlags};
+
+/// Everything the classifier needs to know about the home network.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AddressPlan {
+    /// The NAS's own addresses (and the broadcast addresses of its IPv4 subnets).
+    pub locals: Vec<IpAddr>,
+    /// IPv6 LAN prefixes: derived from global addresses, or `EXCLUDE_IPV6_PREFIX`.
+    pub lan_prefixes: Vec<Ipv6Net>,
+    /// Prefixes the user declared inside (not public).
+    pub inside: Vec<IpNet>,
+    /// Prefixes the user declared public (overriding the built-in non-public sets).
+    pub public: Vec<IpNet>,
+}
+
+/// One flattened entry: a prefix and the union of the flags of every plan prefix containing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixEntry {
+    /// The prefix (host bits zero).
+    pub net: IpNet,
+    /// `ADDR_*` flags.
+    pub flags: u32,
+}
+
+/// The flattened table; implements [`AddrFlags`] by longest-prefix match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefixTable {
+    /// Sorted longest prefix first, so the first match is the longest.
+    v4: Vec<(Ipv4Net, u32)>,
+    v6: Vec<(Ipv6Net, u32)>,
+}
+
+impl AddressPlan {
+    /// The plan's prefixes with their own flags, before flattening.
+    fn raw_entries(&self) -> Vec<PrefixEntry> {
+        let host = |a: &IpAddr| match a {
+            IpAddr::V4(v4) => IpNet::V4(Ipv4Net::from(*v4)),
+            IpAddr::V6(v6) => IpNet::V6(Ipv6Net::from(*v6)),
+        };
+        let locals = self.locals.iter().map(|a| (host(a), ADDR_LOCAL));
+        let lan = self
+            .lan_prefixes
+            .iter()
+            .map(|n| (IpNet::V6(n.trunc()), ADDR_LAN_PREFIX));
+        let inside = self.inside.iter().map(|n| (n.trunc(), ADDR_INSIDE));
+        let public = self.public.iter().map(|n| (n.trunc(), ADDR_PUBLIC));
+        locals
+            .chain(lan)
+            .chain(inside)
+            .chain(public)
+            .map(|(net, flags)| PrefixEntry { net, flags })
+            .collect()
+    }
+
+    /// Every distinct prefix of the plan, each carrying the flags of all prefixes that contain it.
+    pub fn flattened(&self) -> Vec<PrefixEntry> {
+        let raw = self.raw_entries();
+        let mut out: Vec<PrefixEntry> = Vec::with_capacity(raw.len());
+        for entry in &raw {
+            if out.iter().any(|e| e.net == entry.net) {
+                continue;
+            }
+            let flags = raw
+                .iter()
+                .filter(|outer| outer.net.contains(&entry.net))
+                .fold(0, |acc, outer| acc | outer.flags);
+            out.push(PrefixEntry {
+                net: entry.net,
+                flags,
+            });
+        }
+        out.sort_by_key(|e| (std::cmp::Reverse(e.net.prefix_len()), e.net));
+        out
+    }
+
+    /// The lookup table of this plan.
+    pub fn table(&self) -> PrefixTable {
+        let mut table = PrefixTable::default();
+        for PrefixEntry { net, flags } in self.flattened() {
+            match net {
+                IpNet::V4(n) => table.v4.push((n, flags)),
+                IpNet::V6(n) => table.v6.push((n, flags)),
+            }
+        }
+        table
+    }
+}
+
+impl AddrFlags for PrefixTable {
+    fn flags_v4(&self, addr: [u8; 4]) -> u32 {
+        let addr = Ipv4Addr::from(addr);
+        self.v4
+            .iter()
+            .find(|(n, _)| n.contains(&addr))
+            .map_or(0, |(_, f)| *f)
+    }
+
+    fn flags_v6(&self, addr: &[u8; 16]) -> u32 {
+        let addr = Ipv6Addr::from(*addr);
+        self.v6
+            .iter()
+            .find(|(n, _)| n.contains(&addr))
+            .map_or(0, |(_, f)| *f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("test prefix")
+    }
+
+    /// The shared vector table, through the userspace classifier (the eBPF object runs the same
+    /// table in `tests/privileged_ebpf.rs`).
+    #[test]
+    fn every_vector_gives_its_expected_result() {
+        use sentinel_common::{
+            account::account,
+            vectors::{Expect, VECTORS},
+        };
+        let mut failures = Vec::new();
+        for v in VECTORS {
+            let frame = crate::testkit::frame(v);
+            let table = crate::testkit::plan(v).table();
+            let got = account(&frame[..], v.gso_segs, &table);
+            let ok = match (v.expect, got) {
+                (Expect::Skip(kind), Err(got)) => kind == got,
+                (
+                    Expect::Count {
+                        verdict,
+                        remote,
+                        packets,
+                        ip_bytes,
+                        wire_bytes,
+                        note,
+                    },
+                    Ok(acc),
+                ) => {
+                    acc.verdict == verdict
+                        && acc.packets == packets
+                        && acc.ip_bytes == ip_bytes
+                        && acc.wire_bytes == wire_bytes
+                        && acc.note == note
+                        && (remote.is_empty() || acc.remote == crate::testkit::remote_key(remote))
+                }
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{} ({}): expected {:?}, got {:?}",
+                    v.id, v.case, v.expect, got
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} vectors failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        assert!(VECTORS.iter().filter(|v| v.id.starts_with("seed-")).count() == 55);
+    }
+
+    #[test]
+    fn longer_prefixes_inherit_the_flags_of_their_containers() {
+        let plan = AddressPlan {
+            locals: vec!["240e:33e:2f08:d601::1".parse().expect("addr")],
+            lan_prefixes: vec!["240e:33e:2f08:d600::/56".parse().expect("net")],
+            inside: vec![],
+            public: vec![net("240e:33e:2f08:d601::/64")],
+        };
+        let flat = plan.flattened();
+        assert_eq!(
+            flat,
+            vec![
+                PrefixEntry {
+                    net: net("240e:33e:2f08:d601::1/128"),
+                    flags: ADDR_LOCAL | ADDR_LAN_PREFIX | ADDR_PUBLIC
+                },
+                PrefixEntry {
+                    net: net("240e:33e:2f08:d601::/64"),
+                    flags: ADDR_LAN_PREFIX | ADDR_PUBLIC
+                },
+                PrefixEntry {
+                    net: net("240e:33e:2f08:d600::/56"),
+                    flags: ADDR_LAN_PREFIX
+                },
+            ]
+        );
+        let table = plan.table();
+        let other: Ipv6Addr = "240e:33e:2f08:d6ff::1".parse().expect("addr");
+        assert_eq!(table.flags_v6(&other.octets()), ADDR_LAN_PREFIX);
+        let outside: Ipv6Addr = "2001:db8::1".parse().expect("addr");
+        assert_eq!(table.flags_v6(&outside.octets()), 0);
+    }
+
+    #[test]
+    fn duplicate_prefixes_merge_into_one_entry() {
+        let plan = AddressPlan {
+            locals: vec!["192.168.1.100".parse().expect("addr")],
+            lan_prefixes: vec![],
+            inside: vec![net("192.168.1.100/32"), net("192.168.0.0/16")],
+            public: vec![],
+        };
+        let flat = plan.flattened();
+        assert_eq!(flat.len(), 2);
+        assert_eq!(flat[0].flags, ADDR_LOCAL | ADDR_INSIDE);
+        assert_eq!(plan.table().flags_v4([192, 168, 9, 9]), ADDR_INSIDE);
+    }
+}

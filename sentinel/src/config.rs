@@ -1,0 +1,240 @@
+//! Configuration: one clap struct, every flag also read from its environment variable (the seed's
+//! names kept), validated once into [`Config`]. Nothing else reads the environment.
+
+use std::{net::IpAddr, time::Duration};
+
+use clap::Parser;
+use ipnet::{IpNet, Ipv6Net};
+
+/// Command line and environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sentinel",
+    version,
+    about = "Counts a NAS's public internet traffic (eBPF TC) and keeps its history."
+)]
+pub struct Cli {
+    /// Interface to monitor. Default: the interface of the default route.
+    #[arg(long, env = "MONITOR_IFACE")]
+    pub iface: Option<String>,
+
+    /// IPv6 LAN prefixes, comma-separated (e.g. `240e:33e:2f08:d600::/56`). When set, they replace
+    /// the prefixes derived from the interface's global addresses (manual mode).
+    #[arg(long, env = "EXCLUDE_IPV6_PREFIX", value_delimiter = ',')]
+    pub exclude_ipv6_prefix: Vec<String>,
+
+    /// Length of the LAN prefix derived from each global IPv6 address (auto mode).
+    #[arg(long, env = "IPV6_LAN_PREFIX_LEN", default_value_t = 56)]
+    pub ipv6_lan_prefix_len: u8,
+
+    /// Extra prefixes to treat as inside (never public), comma-separated, IPv4 or IPv6.
+    #[arg(long, env = "INSIDE_PREFIXES", value_delimiter = ',')]
+    pub inside_prefixes: Vec<String>,
+
+    /// Prefixes to treat as public even though a built-in set says otherwise (e.g. `100.64.0.0/10`).
+    #[arg(long, env = "PUBLIC_PREFIXES", value_delimiter = ',')]
+    pub public_prefixes: Vec<String>,
+
+    /// How often to print live totals, in seconds.
+    #[arg(long, env = "PRINT_INTERVAL", default_value_t = 5)]
+    pub print_interval: u64,
+
+    /// Log format: `text` or `json`. Verbosity comes from `RUST_LOG` (default `info`).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A prefix list entry that is not a valid prefix of the required family.
+    #[error("{setting}: {entry:?} is not {expected}")]
+    BadPrefix {
+        setting: &'static str,
+        entry: String,
+        expected: &'static str,
+    },
+    /// A number outside its range.
+    #[error("{setting}: {value} is outside {min}..={max}")]
+    OutOfRange {
+        setting: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
+    /// An empty interface name.
+    #[error("MONITOR_IFACE is set but empty; unset it to use the default-route interface")]
+    EmptyIface,
+    /// An unknown log format.
+    #[error("LOG_FORMAT: {0:?} is not `text` or `json`")]
+    LogFormat(String),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `None`: the default-route interface, resolved at start-up.
+    pub iface: Option<String>,
+    /// Manual IPv6 LAN prefixes (`EXCLUDE_IPV6_PREFIX`); empty = auto mode.
+    pub manual_lan_prefixes: Vec<Ipv6Net>,
+    /// Prefix length derived from global IPv6 addresses in auto mode.
+    pub ipv6_lan_prefix_len: u8,
+    /// User inside prefixes.
+    pub inside: Vec<IpNet>,
+    /// User public prefixes.
+    pub public: Vec<IpNet>,
+    /// Live totals print period.
+    pub print_interval: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// Validates everything at once.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let iface = match self.iface {
+            Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyIface),
+            other => other,
+        };
+        let manual_lan_prefixes = self
+            .exclude_ipv6_prefix
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| parse_ipv6_prefix("EXCLUDE_IPV6_PREFIX", e))
+            .collect::<Result<_, _>>()?;
+        let inside = parse_prefixes("INSIDE_PREFIXES", &self.inside_prefixes)?;
+        let public = parse_prefixes("PUBLIC_PREFIXES", &self.public_prefixes)?;
+        in_range(
+            "IPV6_LAN_PREFIX_LEN",
+            self.ipv6_lan_prefix_len.into(),
+            16,
+            128,
+        )?;
+        in_range("PRINT_INTERVAL", self.print_interval, 1, 3600)?;
+        let log_format = match self.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(ConfigError::LogFormat(other.to_owned())),
+        };
+        Ok(Config {
+            iface,
+            manual_lan_prefixes,
+            ipv6_lan_prefix_len: self.ipv6_lan_prefix_len,
+            inside,
+            public,
+            print_interval: Duration::from_secs(self.print_interval),
+            log_format,
+        })
+    }
+}
+
+fn in_range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            setting,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+/// An IPv6 prefix with an explicit length; host bits are cleared (`...d601::1/56` means `...d600::/56`).
+fn parse_ipv6_prefix(setting: &'static str, entry: &str) -> Result<Ipv6Net, ConfigError> {
+    let bad = || ConfigError::BadPrefix {
+        setting,
+        entry: entry.to_owned(),
+        expected: "an IPv6 prefix with a length, such as 240e:33e:2f08:d600::/56",
+    };
+    match entry.trim().parse::<IpNet>().map_err(|_| bad())? {
+        IpNet::V6(net) => Ok(net.trunc()),
+        IpNet::V4(_) => Err(bad()),
+    }
+}
+
+/// A comma list of IPv4/IPv6 prefixes; a bare address means a single host.
+fn parse_prefixes(setting: &'static str, entries: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.parse::<IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::BadPrefix {
+                    setting,
+                    entry: e.to_owned(),
+                    expected: "an IPv4 or IPv6 prefix such as 100.64.0.0/10",
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["sentinel"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .expect("clap accepts the test arguments")
+            .validate()
+    }
+
+    #[test]
+    fn manual_prefixes_reject_ipv4_and_bare_addresses() {
+        // Seed vector 47: an IPv4 network silently switched the IPv6 LAN filter off.
+        let err = cli(&["--exclude-ipv6-prefix", "10.0.0.0/8"]).expect_err("IPv4 rejected");
+        assert!(err.to_string().contains("10.0.0.0/8"), "{err}");
+        assert!(cli(&["--exclude-ipv6-prefix", "240e::1"]).is_err());
+        assert!(cli(&["--exclude-ipv6-prefix", "not-a-prefix"]).is_err());
+        assert!(cli(&["--exclude-ipv6-prefix", "240e:33e:2f08:d600::/56,garbage"]).is_err());
+    }
+
+    #[test]
+    fn manual_prefixes_are_normalised() {
+        let config = cli(&[
+            "--exclude-ipv6-prefix",
+            " 240e:33e:2f08:d601::1/56 ,2408:8756:abc::/48",
+        ])
+        .expect("valid");
+        let want: Vec<Ipv6Net> = vec![
+            "240e:33e:2f08:d600::/56".parse().expect("net"),
+            "2408:8756:abc::/48".parse().expect("net"),
+        ];
+        assert_eq!(config.manual_lan_prefixes, want);
+    }
+
+    #[test]
+    fn ranges_and_names_are_checked() {
+        assert!(cli(&["--ipv6-lan-prefix-len", "8"]).is_err());
+        assert!(cli(&["--ipv6-lan-prefix-len", "129"]).is_err());
+        assert!(cli(&["--iface", " "]).is_err());
+        assert!(cli(&["--log-format", "xml"]).is_err());
+        assert!(cli(&["--public-prefixes", "100.64.0.0/33"]).is_err());
+        let config = cli(&[
+            "--public-prefixes",
+            "100.64.0.0/10",
+            "--inside-prefixes",
+            "203.0.113.7",
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.inside,
+            vec!["203.0.113.7/32".parse::<IpNet>().expect("net")]
+        );
+    }
+}

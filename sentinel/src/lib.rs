@@ -1,0 +1,11 @@
+//! NetTraffic-Sentinel: the daemon's library. `main.rs` only parses the configuration and calls
+//! [`run::run`].
+//!
+//! Data flows one way: [`capture`] -> meter -> store / api. Only `capture` knows aya.
+
+pub mod capture;
+pub mod classify;
+pub mod config;
+pub mod iface;
+pub mod run;
+pub mod testkit;
