@@ -29,8 +29,8 @@ pub fn sentinel_tc(ctx: TcContext) -> i32 {
 }
 
 fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
-    let frame = skb::SkbFrame::new(ctx);
-    let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
+    let headers = skb::SkbHeaders::load(ctx)?;
+    let acc = account(&headers, headers.gso_segs(), &maps::AddrTries)?;
     record(&acc);
     Ok(())
 }
