@@ -11,6 +11,9 @@ pub const ABI_VERSION: u32 = 1;
 /// Name of the TC classifier program in the object file.
 pub const PROGRAM_NAME: &str = "sentinel_tc";
 
+/// Name of the empty baseline program used by the classifier benchmark (never attached).
+pub const BASELINE_PROGRAM_NAME: &str = "sentinel_nop";
+
 /// Per-CPU array of [`Counters`], indexed by [`totals_index`].
 pub const MAP_TOTALS: &str = "SNT_TOTALS";
 /// Per-CPU LRU hash of [`RemoteKey`] -> [`RemoteCounters`].
@@ -21,6 +24,18 @@ pub const MAP_ERRORS: &str = "SNT_ERRORS";
 pub const MAP_ADDRS_V4: &str = "SNT_ADDRS_V4";
 /// LPM trie of `[u8; 16]` keys -> `u32` address flags (see [`crate::addr`]).
 pub const MAP_ADDRS_V6: &str = "SNT_ADDRS_V6";
+
+/// Array of one `u32` of `SKIP_*` bits: lookups the program may leave out because userspace knows
+/// no trie entry could change their answer. Zero (the initial value) means "always look up".
+pub const MAP_CONFIG: &str = "SNT_CONFIG";
+/// No IPv4 trie entry can change the verdict of a built-in non-public IPv4 address.
+pub const SKIP_V4_NONPUBLIC: u32 = 1 << 0;
+/// No IPv4 trie entry can change the verdict of a public IPv4 address.
+pub const SKIP_V4_PUBLIC: u32 = 1 << 1;
+/// No IPv6 trie entry can change the verdict of a built-in non-public IPv6 address.
+pub const SKIP_V6_NONPUBLIC: u32 = 1 << 2;
+/// No IPv6 trie entry can change the verdict of a public IPv6 address.
+pub const SKIP_V6_PUBLIC: u32 = 1 << 3;
 
 /// Capacity of the per-remote LRU map: distinct remotes between two drains, with room to spare.
 pub const REMOTES_MAX_ENTRIES: u32 = 16_384;

@@ -28,6 +28,28 @@ pub const ADDR_PUBLIC: u32 = 1 << 3;
 /// Flags that make an address inside whatever the built-in sets say.
 const INSIDE_FLAGS: u32 = ADDR_LOCAL | ADDR_LAN_PREFIX | ADDR_INSIDE;
 
+/// The built-in non-public IPv4 ranges as prefixes (what [`v4_builtin_nonpublic`] computes).
+pub const BUILTIN_NONPUBLIC_V4: &[([u8; 4], u8)] = &[
+    ([0, 0, 0, 0], 8),
+    ([10, 0, 0, 0], 8),
+    ([100, 64, 0, 0], 10),
+    ([127, 0, 0, 0], 8),
+    ([169, 254, 0, 0], 16),
+    ([172, 16, 0, 0], 12),
+    ([192, 168, 0, 0], 16),
+    ([224, 0, 0, 0], 4),
+    ([240, 0, 0, 0], 4),
+];
+
+/// The built-in non-public IPv6 ranges as prefixes (what [`v6_builtin_nonpublic`] computes).
+pub const BUILTIN_NONPUBLIC_V6: &[([u8; 16], u8)] = &[
+    ([0; 16], 128),
+    ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128),
+    ([0xfc, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 7),
+    ([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10),
+    ([0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8),
+];
+
 /// Whether an IPv4 address (network order) is in a built-in non-public range.
 #[inline(always)]
 pub const fn v4_builtin_nonpublic(a: [u8; 4]) -> bool {
@@ -76,21 +98,12 @@ pub const fn is_inside(flags: u32, builtin_nonpublic: bool) -> bool {
 }
 
 /// Where the per-address flags come from: LPM tries in the kernel, a prefix table in userspace.
+///
+/// `builtin` says whether the address is built-in non-public: a source that knows no entry could
+/// change the answer for such addresses (see `abi::SKIP_*`) may return 0 without looking.
 pub trait AddrFlags {
     /// Flags of the longest prefix containing `addr` (0 when none does).
-    fn flags_v4(&self, addr: [u8; 4]) -> u32;
+    fn flags_v4(&self, addr: [u8; 4], builtin: bool) -> u32;
     /// Flags of the longest prefix containing `addr` (0 when none does).
-    fn flags_v6(&self, addr: &[u8; 16]) -> u32;
-}
-
-/// No local addresses, no prefixes: only the built-in sets apply.
-pub struct NoFlags;
-
-impl AddrFlags for NoFlags {
-    fn flags_v4(&self, _: [u8; 4]) -> u32 {
-        0
-    }
-    fn flags_v6(&self, _: &[u8; 16]) -> u32 {
-        0
-    }
+    fn flags_v6(&self, addr: &[u8; 16], builtin: bool) -> u32;
 }

@@ -132,9 +132,12 @@ fn parse_ipv4<F: Frame + ?Sized>(frame: &F, l2: u32, present: u32) -> Result<IpH
 
 #[inline(always)]
 fn parse_ipv6<F: Frame + ?Sized>(frame: &F, l2: u32, present: u32) -> Result<IpHeader, ErrorKind> {
-    let h = frame.read::<8>(l2).ok_or(ErrorKind::TruncatedL3)?;
-    let src = frame.read::<16>(l2 + 8).ok_or(ErrorKind::TruncatedL3)?;
-    let dst = frame.read::<16>(l2 + 24).ok_or(ErrorKind::TruncatedL3)?;
+    // One read of the whole fixed header: in the kernel every read is a helper call.
+    let h = frame.read::<40>(l2).ok_or(ErrorKind::TruncatedL3)?;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&h[8..24]);
+    dst.copy_from_slice(&h[24..40]);
     if h[0] >> 4 != 6 {
         return Err(ErrorKind::BadVersion);
     }

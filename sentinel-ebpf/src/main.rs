@@ -28,9 +28,16 @@ pub fn sentinel_tc(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// An empty classifier, never attached: the baseline `cargo xtask bench classifier` measures in the
+/// same run as [`sentinel_tc`].
+#[classifier]
+pub fn sentinel_nop(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
 fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
-    let headers = skb::SkbHeaders::load(ctx)?;
-    let acc = account(&headers, headers.gso_segs(), &maps::AddrTries)?;
+    let frame = skb::SkbFrame::new(ctx);
+    let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
     record(&acc);
     Ok(())
 }

@@ -3,14 +3,15 @@
 use aya_ebpf::{
     macros::map,
     maps::{
-        LruPerCpuHashMap, PerCpuArray,
+        Array, LruPerCpuHashMap, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
 };
 use sentinel_common::{
     abi::{
         ADDRS_MAX_ENTRIES, Counters, ERROR_SLOTS, ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters,
-        RemoteKey, TOTALS_SLOTS,
+        RemoteKey, SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC,
+        TOTALS_SLOTS,
     },
     account::Accounting,
     addr::AddrFlags,
@@ -26,6 +27,9 @@ static REMOTES: LruPerCpuHashMap<RemoteKey, RemoteCounters> =
 #[map(name = "SNT_ERRORS")]
 static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
 
+#[map(name = "SNT_CONFIG")]
+static CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+
 #[map(name = "SNT_ADDRS_V4")]
 static ADDRS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
 
@@ -35,14 +39,27 @@ static ADDRS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ADDRS_MAX_EN
 /// The address tries as the rules' flag source.
 pub struct AddrTries;
 
+/// Whether a lookup can be left out, per the `SKIP_*` bits userspace keeps in the config map.
+#[inline(always)]
+fn skip(builtin: bool, skip_nonpublic: u32, skip_public: u32) -> bool {
+    let bits = CONFIG.get(0).copied().unwrap_or(0);
+    bits & if builtin { skip_nonpublic } else { skip_public } != 0
+}
+
 impl AddrFlags for AddrTries {
     #[inline(always)]
-    fn flags_v4(&self, addr: [u8; 4]) -> u32 {
+    fn flags_v4(&self, addr: [u8; 4], builtin: bool) -> u32 {
+        if skip(builtin, SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC) {
+            return 0;
+        }
         ADDRS_V4.get(Key::new(32, addr)).copied().unwrap_or(0)
     }
 
     #[inline(always)]
-    fn flags_v6(&self, addr: &[u8; 16]) -> u32 {
+    fn flags_v6(&self, addr: &[u8; 16], builtin: bool) -> u32 {
+        if skip(builtin, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC) {
+            return 0;
+        }
         ADDRS_V6.get(Key::new(128, *addr)).copied().unwrap_or(0)
     }
 }

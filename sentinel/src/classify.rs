@@ -10,7 +10,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use sentinel_common::addr::{ADDR_INSIDE, ADDR_LAN_PREFIX, ADDR_LOCAL, ADDR_PUBLIC, AddrFlags};
+use sentinel_common::{
+    abi::{SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC},
+    addr::{
+        ADDR_INSIDE, ADDR_LAN_PREFIX, ADDR_LOCAL, ADDR_PUBLIC, AddrFlags, BUILTIN_NONPUBLIC_V4,
+        BUILTIN_NONPUBLIC_V6, v4_builtin_nonpublic, v6_builtin_nonpublic,
+    },
+};
 
 /// Everything the classifier needs to know about the home network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +91,29 @@ impl AddressPlan {
         out
     }
 
+    /// The `SKIP_*` bits for this plan: which kernel lookups cannot change any verdict.
+    ///
+    /// For a built-in non-public address only a public override can matter (every other flag
+    /// agrees that it is inside). For a public address only an inside flag can matter, and only
+    /// when its prefix reaches outside the built-in ranges.
+    pub fn skip_bits(&self) -> u32 {
+        let entries = self.raw_entries();
+        let mut bits = SKIP_V4_NONPUBLIC | SKIP_V4_PUBLIC | SKIP_V6_NONPUBLIC | SKIP_V6_PUBLIC;
+        for PrefixEntry { net, flags } in entries {
+            let (nonpublic, public) = match net {
+                IpNet::V4(_) => (SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC),
+                IpNet::V6(_) => (SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC),
+            };
+            if flags & ADDR_PUBLIC != 0 {
+                bits &= !nonpublic;
+            }
+            if flags & (ADDR_LOCAL | ADDR_LAN_PREFIX | ADDR_INSIDE) != 0 && !within_builtin(&net) {
+                bits &= !public;
+            }
+        }
+        bits
+    }
+
     /// The lookup table of this plan.
     pub fn table(&self) -> PrefixTable {
         let mut table = PrefixTable::default();
@@ -98,8 +127,20 @@ impl AddressPlan {
     }
 }
 
+/// Whether a prefix lies wholly inside one built-in non-public range.
+fn within_builtin(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => BUILTIN_NONPUBLIC_V4
+            .iter()
+            .any(|(a, len)| Ipv4Net::new(Ipv4Addr::from(*a), *len).is_ok_and(|b| b.contains(n))),
+        IpNet::V6(n) => BUILTIN_NONPUBLIC_V6
+            .iter()
+            .any(|(a, len)| Ipv6Net::new(Ipv6Addr::from(*a), *len).is_ok_and(|b| b.contains(n))),
+    }
+}
+
 impl AddrFlags for PrefixTable {
-    fn flags_v4(&self, addr: [u8; 4]) -> u32 {
+    fn flags_v4(&self, addr: [u8; 4], _builtin: bool) -> u32 {
         let addr = Ipv4Addr::from(addr);
         self.v4
             .iter()
@@ -107,7 +148,7 @@ impl AddrFlags for PrefixTable {
             .map_or(0, |(_, f)| *f)
     }
 
-    fn flags_v6(&self, addr: &[u8; 16]) -> u32 {
+    fn flags_v6(&self, addr: &[u8; 16], _builtin: bool) -> u32 {
         let addr = Ipv6Addr::from(*addr);
         self.v6
             .iter()
@@ -203,9 +244,72 @@ mod tests {
         );
         let table = plan.table();
         let other: Ipv6Addr = "240e:33e:2f08:d6ff::1".parse().expect("addr");
-        assert_eq!(table.flags_v6(&other.octets()), ADDR_LAN_PREFIX);
+        assert_eq!(table.flags_v6(&other.octets(), false), ADDR_LAN_PREFIX);
         let outside: Ipv6Addr = "2001:db8::1".parse().expect("addr");
-        assert_eq!(table.flags_v6(&outside.octets()), 0);
+        assert_eq!(table.flags_v6(&outside.octets(), false), 0);
+    }
+
+    #[test]
+    fn builtin_tables_agree_with_the_fast_predicates() {
+        // Every range's first and last address and their outside neighbours.
+        for (a, len) in BUILTIN_NONPUBLIC_V4 {
+            let n = Ipv4Net::new(Ipv4Addr::from(*a), *len).expect("table prefix");
+            let (first, last) = (u32::from(n.network()), u32::from(n.broadcast()));
+            for probe in [first.wrapping_sub(1), first, last, last.wrapping_add(1)] {
+                let addr = Ipv4Addr::from(probe);
+                let in_table = BUILTIN_NONPUBLIC_V4.iter().any(|(b, l)| {
+                    Ipv4Net::new(Ipv4Addr::from(*b), *l).is_ok_and(|t| t.contains(&addr))
+                });
+                assert_eq!(v4_builtin_nonpublic(addr.octets()), in_table, "{addr}");
+            }
+        }
+        for (a, len) in BUILTIN_NONPUBLIC_V6 {
+            let n = Ipv6Net::new(Ipv6Addr::from(*a), *len).expect("table prefix");
+            let (first, last) = (u128::from(n.network()), u128::from(n.broadcast()));
+            for probe in [first.wrapping_sub(1), first, last, last.wrapping_add(1)] {
+                let addr = Ipv6Addr::from(probe);
+                let in_table = BUILTIN_NONPUBLIC_V6.iter().any(|(b, l)| {
+                    Ipv6Net::new(Ipv6Addr::from(*b), *l).is_ok_and(|t| t.contains(&addr))
+                });
+                assert_eq!(v6_builtin_nonpublic(&addr.octets()), in_table, "{addr}");
+            }
+        }
+    }
+
+    #[test]
+    fn skip_bits_only_allow_lookups_that_cannot_matter() {
+        let all = SKIP_V4_NONPUBLIC | SKIP_V4_PUBLIC | SKIP_V6_NONPUBLIC | SKIP_V6_PUBLIC;
+        // A NAS behind NAT: private and link-local addresses only; nothing needs a lookup.
+        let private = AddressPlan {
+            locals: vec![
+                "192.168.1.100".parse().expect("a"),
+                "192.168.1.255".parse().expect("a"),
+                "fe80::1".parse().expect("a"),
+            ],
+            ..AddressPlan::default()
+        };
+        assert_eq!(private.skip_bits(), all);
+        // A public IPv4 address and a GUA: public addresses must be looked up in both families.
+        let public = AddressPlan {
+            locals: vec![
+                "203.0.113.10".parse().expect("a"),
+                "240e:33e:2f08:d601::1".parse().expect("a"),
+            ],
+            ..AddressPlan::default()
+        };
+        assert_eq!(public.skip_bits(), SKIP_V4_NONPUBLIC | SKIP_V6_NONPUBLIC);
+        // A public override: built-in addresses must be looked up.
+        let overridden = AddressPlan {
+            public: vec![net("100.64.0.0/10")],
+            ..AddressPlan::default()
+        };
+        assert_eq!(overridden.skip_bits(), all & !SKIP_V4_NONPUBLIC);
+        // An inside prefix straddling built-in and public space (0.0.0.0/1) needs public lookups.
+        let wide = AddressPlan {
+            inside: vec![net("0.0.0.0/1")],
+            ..AddressPlan::default()
+        };
+        assert_eq!(wide.skip_bits(), all & !SKIP_V4_PUBLIC);
     }
 
     #[test]
@@ -219,6 +323,6 @@ mod tests {
         let flat = plan.flattened();
         assert_eq!(flat.len(), 2);
         assert_eq!(flat[0].flags, ADDR_LOCAL | ADDR_INSIDE);
-        assert_eq!(plan.table().flags_v4([192, 168, 9, 9]), ADDR_INSIDE);
+        assert_eq!(plan.table().flags_v4([192, 168, 9, 9], true), ADDR_INSIDE);
     }
 }

@@ -1,1 +1,66 @@
-fn main() {}
+//! `cargo xtask <job>`: one subcommand per job. See `cargo xtask --help`.
+
+mod bench;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "NetTraffic-Sentinel's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    job: Job,
+}
+
+#[derive(Subcommand)]
+enum Job {
+    /// Install what building and testing need (Debian packages, nightly rust-src, bpf-linker).
+    /// Idempotent: a second run only checks.
+    Setup,
+    /// Set up if needed, build in release mode and run the daemon (as root). Arguments after `--`
+    /// go to the daemon; `MONITOR_IFACE` and friends are read from the environment.
+    Run {
+        /// Arguments for `sentinel`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up if needed, then run every test tier, `cargo fmt --check` and clippy (as root).
+    Test {
+        /// Run only the tiers whose name contains this text (e.g. `unit`, `ebpf`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// Benchmarks that print numbers beside a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.job {
+        Job::Setup => setup::setup(),
+        Job::Run { args } => run(&args),
+        Job::Test { only } => test::test(only.as_deref()),
+        Job::Bench { which } => bench::bench(which),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    setup::setup()?;
+    setup::cargo(&["build", "--release", "-p", "sentinel"])?;
+    let daemon = setup::workspace_root().join("target/release/sentinel");
+    println!("xtask: starting {} {}", daemon.display(), args.join(" "));
+    setup::exec(std::process::Command::new(daemon).args(args))
+}

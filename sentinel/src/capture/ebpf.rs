@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{
-        MapData, PerCpuArray, PerCpuHashMap,
+        Array, MapData, PerCpuArray, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
@@ -17,8 +17,8 @@ use aya::{
 };
 use ipnet::IpNet;
 use sentinel_common::abi::{
-    Counters, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS,
-    PROGRAM_NAME, RemoteCounters, RemoteKey, TOTALS_SLOTS,
+    BASELINE_PROGRAM_NAME, Counters, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_CONFIG,
+    MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, PROGRAM_NAME, RemoteCounters, RemoteKey, TOTALS_SLOTS,
 };
 
 use super::KernelTotals;
@@ -140,6 +140,16 @@ impl KernelClassifier {
             self.trie_remove(&net)?;
         }
         self.installed = wanted;
+        let skip = plan.skip_bits();
+        let map = self.ebpf.map_mut(MAP_CONFIG).ok_or(EbpfError::Missing {
+            what: "map",
+            name: MAP_CONFIG,
+        })?;
+        let mut config: Array<_, u32> =
+            Array::try_from(map).map_err(map_err(MAP_CONFIG, "open"))?;
+        config
+            .set(0, skip, 0)
+            .map_err(map_err(MAP_CONFIG, "write"))?;
         Ok(())
     }
 
@@ -289,9 +299,40 @@ impl KernelClassifier {
     }
 
     /// Runs the program once per `repeat` on `frame` through BPF_PROG_TEST_RUN, with the GSO
-    /// metadata of a super-packet, and returns the kernel's average time per run.
+    /// metadata of a super-packet, and returns its return code and the kernel's average time per
+    /// run.
     pub fn test_run(
         &self,
+        frame: &[u8],
+        gso_segs: u32,
+        gso_size: u32,
+        repeat: u32,
+    ) -> Result<(i32, Duration), EbpfError> {
+        self.test_run_program(PROGRAM_NAME, frame, gso_segs, gso_size, repeat)
+    }
+
+    /// Like [`Self::test_run`], for the empty baseline program (loaded on first use).
+    pub fn test_run_baseline(&mut self, frame: &[u8], repeat: u32) -> Result<Duration, EbpfError> {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(BASELINE_PROGRAM_NAME)
+            .ok_or(EbpfError::Missing {
+                what: "program",
+                name: BASELINE_PROGRAM_NAME,
+            })?
+            .try_into()
+            .map_err(prog_err("opening the baseline program"))?;
+        if prog.fd().is_err() {
+            prog.load()
+                .map_err(prog_err("loading the baseline program"))?;
+        }
+        let (_, took) = self.test_run_program(BASELINE_PROGRAM_NAME, frame, 0, 0, repeat)?;
+        Ok(took)
+    }
+
+    fn test_run_program(
+        &self,
+        name: &'static str,
         frame: &[u8],
         gso_segs: u32,
         gso_size: u32,
@@ -302,10 +343,10 @@ impl KernelClassifier {
         ctx[SKB_GSO_SIZE_OFFSET..SKB_GSO_SIZE_OFFSET + 4].copy_from_slice(&gso_size.to_ne_bytes());
         let prog: &SchedClassifier = self
             .ebpf
-            .program(PROGRAM_NAME)
+            .program(name)
             .ok_or(EbpfError::Missing {
                 what: "program",
-                name: PROGRAM_NAME,
+                name,
             })?
             .try_into()
             .map_err(prog_err("opening the program"))?;

@@ -1,0 +1,38 @@
+//! `cargo xtask bench <which>`: each benchmark is a release-built example of the daemon crate that
+//! prints its numbers beside a baseline measured in the same run.
+
+use clap::Subcommand;
+
+use crate::setup;
+
+#[derive(Subcommand)]
+pub enum Which {
+    /// Per-packet cost of the eBPF program (BPF_PROG_TEST_RUN, 1,000,000 repeats) beside an empty
+    /// TC program, and the userspace classifier's frames per second on one core.
+    Classifier {
+        /// Fewer repeats: a smoke test of the benchmark itself.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+pub fn bench(which: Which) -> anyhow::Result<()> {
+    setup::setup()?;
+    match which {
+        Which::Classifier { quick } => {
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "sentinel",
+                "--example",
+                "bench_classifier",
+                "--",
+            ];
+            if quick {
+                args.push("--quick");
+            }
+            setup::cargo(&args)
+        }
+    }
+}

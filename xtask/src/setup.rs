@@ -1,0 +1,171 @@
+//! The fresh-machine set-up (TOOLCHAIN.md "Fresh-machine setup"), done by the project itself and
+//! idempotent: every step first checks, and only acts when something is missing.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Debian packages the build and the tests need.
+/// - llvm-22-dev: bpf-linker links against LLVM 22 (brings libllvm22, needed at run time);
+/// - bpftool: inspecting the pinned maps; iproute2: `ip netns` for the namespace lab.
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "bpftool", "iproute2"];
+
+/// The bpf-linker release that builds against LLVM 22 (TOOLCHAIN.md).
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+const MANUAL_STEPS: &str = "\
+Manual set-up (as root, on Debian 12 or similar):
+  apt-get update && apt-get install -y llvm-22-dev bpftool iproute2
+  rustup component add rust-src --toolchain nightly
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --version 0.13.0 \\
+      --no-default-features --features llvm-22";
+
+/// Installs whatever is missing.
+pub fn setup() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "set-up, loading eBPF and the tests need root (run as root or with sudo -E).\n{MANUAL_STEPS}"
+        );
+    }
+    if !std::path::Path::new("/etc/debian_version").exists() {
+        bail!(
+            "automatic set-up supports Debian-like systems only (no /etc/debian_version).\n{MANUAL_STEPS}"
+        );
+    }
+    apt_packages()?;
+    nightly_rust_src()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        println!(
+            "setup: Debian packages present ({})",
+            APT_PACKAGES.join(", ")
+        );
+        return Ok(());
+    }
+    println!("setup: installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Installs extra Debian packages (for tiers that need them, e.g. chromium).
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("setup: installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn nightly_rust_src() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["+nightly", "component", "list", "--installed"])
+        .output()
+        .context("running rustup (is the Rust toolchain installed through rustup?)")?;
+    if !installed.status.success() {
+        bail!(
+            "the nightly toolchain is missing (rustup +nightly failed): aya-build compiles the eBPF \
+             crate with nightly.\n{MANUAL_STEPS}"
+        );
+    }
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.starts_with("rust-src"))
+    {
+        println!("setup: nightly rust-src present");
+        return Ok(());
+    }
+    println!("setup: adding rust-src to the nightly toolchain");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if let Ok(out) = &version
+        && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)
+    {
+        println!("setup: bpf-linker {BPF_LINKER_VERSION} present");
+        return Ok(());
+    }
+    println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about 75 s)");
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "--locked",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs a command, failing on a non-zero exit.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `cargo <args>` in the workspace root.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    run(Command::new(cargo_bin())
+        .args(args)
+        .current_dir(workspace_root()))
+}
+
+/// The cargo that runs us.
+pub fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Runs a command in the foreground and returns its result (the daemon).
+pub fn exec(cmd: &mut Command) -> anyhow::Result<()> {
+    run(cmd)
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
