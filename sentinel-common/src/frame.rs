@@ -24,14 +24,14 @@ pub const IPPROTO_UDP: u8 = 17;
 /// Read access to one captured frame, starting at its Ethernet header.
 pub trait Frame {
     /// Length of the whole frame as the kernel holds it (link-layer header included).
-    fn len(&self) -> u32;
+    fn frame_len(&self) -> u32;
 
     /// `N` bytes at `offset`, or `None` when the frame is shorter than `offset + N`.
     fn read<const N: usize>(&self, offset: u32) -> Option<[u8; N]>;
 }
 
 impl Frame for [u8] {
-    fn len(&self) -> u32 {
+    fn frame_len(&self) -> u32 {
         u32::try_from(<[u8]>::len(self)).unwrap_or(u32::MAX)
     }
 
@@ -93,7 +93,7 @@ pub fn parse<F: Frame + ?Sized>(frame: &F) -> Result<IpHeader, ErrorKind> {
         l2_len = ETH_HLEN + VLAN_HLEN;
     }
     // `read` above proved the frame holds at least `l2_len` bytes.
-    let present = frame.len().saturating_sub(l2_len);
+    let present = frame.frame_len().saturating_sub(l2_len);
     match ethertype {
         ETH_P_IPV4 => parse_ipv4(frame, l2_len, present),
         ETH_P_IPV6 => parse_ipv6(frame, l2_len, present),

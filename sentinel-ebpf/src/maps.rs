@@ -95,6 +95,10 @@ fn bump(r: &mut RemoteCounters, acc: &Accounting, up: bool) {
 }
 
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "the helpers take pointers: borrowing avoids another stack copy of key and value"
+)]
 pub fn add_remote(acc: &Accounting, up: bool) {
     if let Some(slot) = REMOTES.get_ptr_mut(&acc.remote) {
         // SAFETY: this CPU's value of a per-CPU entry; nothing else writes it while we run.

@@ -27,7 +27,7 @@ impl<'a> SkbFrame<'a> {
 
 impl Frame for SkbFrame<'_> {
     #[inline(always)]
-    fn len(&self) -> u32 {
+    fn frame_len(&self) -> u32 {
         self.ctx.len()
     }
 

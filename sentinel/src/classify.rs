@@ -14,7 +14,7 @@ use sentinel_common::{
     abi::{SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC},
     addr::{
         ADDR_INSIDE, ADDR_LAN_PREFIX, ADDR_LOCAL, ADDR_PUBLIC, AddrFlags, BUILTIN_NONPUBLIC_V4,
-        BUILTIN_NONPUBLIC_V6, v4_builtin_nonpublic, v6_builtin_nonpublic,
+        BUILTIN_NONPUBLIC_V6,
     },
 };
 
@@ -159,6 +159,8 @@ impl AddrFlags for PrefixTable {
 
 #[cfg(test)]
 mod tests {
+    use sentinel_common::addr::{v4_builtin_nonpublic, v6_builtin_nonpublic};
+
     use super::*;
 
     fn net(s: &str) -> IpNet {

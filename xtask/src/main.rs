@@ -1,6 +1,7 @@
 //! `cargo xtask <job>`: one subcommand per job. See `cargo xtask --help`.
 
 mod bench;
+mod demo;
 mod setup;
 mod test;
 
@@ -33,11 +34,22 @@ enum Job {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The network-namespace lab.
+    Lab {
+        #[command(subcommand)]
+        what: LabJob,
+    },
     /// Benchmarks that print numbers beside a baseline measured in the same run.
     Bench {
         #[command(subcommand)]
         which: bench::Which,
     },
+}
+
+#[derive(Subcommand)]
+enum LabJob {
+    /// Builds a lab, runs the daemon on its NAS and sends known traffic; removes the lab after.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +59,7 @@ fn main() -> ExitCode {
         Job::Run { args } => run(&args),
         Job::Test { only } => test::test(only.as_deref()),
         Job::Bench { which } => bench::bench(which),
+        Job::Lab { what: LabJob::Demo } => demo::demo(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

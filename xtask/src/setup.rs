@@ -35,34 +35,13 @@ pub fn setup() -> anyhow::Result<()> {
             "automatic set-up supports Debian-like systems only (no /etc/debian_version).\n{MANUAL_STEPS}"
         );
     }
-    apt_packages()?;
+    apt_install(APT_PACKAGES)?;
     nightly_rust_src()?;
     bpf_linker()?;
     Ok(())
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
-    if missing.is_empty() {
-        println!(
-            "setup: Debian packages present ({})",
-            APT_PACKAGES.join(", ")
-        );
-        return Ok(());
-    }
-    println!("setup: installing Debian packages: {}", missing.join(" "));
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-/// Installs extra Debian packages (for tiers that need them, e.g. chromium).
+/// Installs the Debian packages among `packages` that are missing (one `apt-get update` first).
 pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     let missing: Vec<&str> = packages
         .iter()
@@ -70,6 +49,7 @@ pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
         .filter(|p| !dpkg_installed(p))
         .collect();
     if missing.is_empty() {
+        println!("setup: Debian packages present ({})", packages.join(", "));
         return Ok(());
     }
     println!("setup: installing Debian packages: {}", missing.join(" "));

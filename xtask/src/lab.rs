@@ -1,0 +1,284 @@
+//! The network-namespace lab: a NAS, a LAN host, a router and an internet host, all in namespaces
+//! this process creates (and removes on drop, also when a test fails), joined by veth pairs.
+//!
+//! ```text
+//!   [lan] lanh0 --- lan0 [rtr: br0] nas0 --- eth0 [nas]          addresses (documentation ranges):
+//!                        [rtr] wan0 ------- eth0 [wan]           LAN 192.168.50.0/24, 2001:db8:aa00:1::/64
+//! ```                                                            WAN 203.0.113.0/24, 2001:db8:ff00::/64
+//! Every nas<->wan and nas<->lan packet crosses nas:eth0, where the monitor attaches. The lab is
+//! silent when idle (static neighbours, no RA/RS/DAD), so counters move only with test traffic.
+//! No lab interface is ever connected to this machine's own namespace.
+
+use std::{
+    fs::File,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, bail};
+
+/// The NAS's LAN address.
+pub const NAS_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
+/// A LAN host.
+pub const LAN_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 20);
+/// The router's LAN address.
+pub const RTR_LAN_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+/// The router's WAN address.
+pub const RTR_WAN_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// An internet host.
+pub const WAN_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+/// The NAS's global IPv6 address (its /56 is 2001:db8:aa00::/56).
+pub const NAS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xaa00, 1, 0, 0, 0, 0x10);
+/// A LAN host inside the same /56.
+pub const LAN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xaa00, 1, 0, 0, 0, 0x20);
+/// The router's LAN address.
+pub const RTR_LAN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xaa00, 1, 0, 0, 0, 1);
+/// The router's WAN address.
+pub const RTR_WAN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 0, 0, 0, 0, 1);
+/// An internet host.
+pub const WAN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xff00, 0, 0, 0, 0, 0x100);
+
+/// Fixed MAC addresses, so static neighbour entries can be written before links come up.
+const MAC_NAS: &str = "02:53:4e:00:00:10";
+const MAC_LAN: &str = "02:53:4e:00:00:20";
+const MAC_RTR_LAN: &str = "02:53:4e:00:00:01";
+const MAC_RTR_WAN: &str = "02:53:4e:00:01:01";
+const MAC_WAN: &str = "02:53:4e:00:01:64";
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+/// The four namespaces of one lab instance. Dropping it removes them.
+pub struct Lab {
+    /// Namespace names: `<prefix>-nas`, `-lan`, `-rtr`, `-wan`.
+    pub nas: String,
+    pub lan: String,
+    pub rtr: String,
+    pub wan: String,
+}
+
+/// Runs `ip` with arguments, failing with its stderr.
+pub fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output().context("running ip (iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Runs a command inside a namespace.
+pub fn netns_exec(ns: &str, args: &[&str]) -> anyhow::Result<()> {
+    let mut full = vec!["netns", "exec", ns];
+    full.extend_from_slice(args);
+    ip(&full)
+}
+
+impl Lab {
+    /// Creates a lab whose namespace names start with `snt<pid>-<n>`. Needs root and iproute2.
+    pub fn create() -> anyhow::Result<Self> {
+        let prefix = format!("snt{}-{}", std::process::id(), SEQUENCE.fetch_add(1, Ordering::Relaxed));
+        let lab = Lab {
+            nas: format!("{prefix}-nas"),
+            lan: format!("{prefix}-lan"),
+            rtr: format!("{prefix}-rtr"),
+            wan: format!("{prefix}-wan"),
+        };
+        // From here on, Drop cleans up whatever was made.
+        for ns in [&lab.nas, &lab.lan, &lab.rtr, &lab.wan] {
+            ip(&["netns", "add", ns])?;
+        }
+        lab.wire().context("building the namespace lab")?;
+        Ok(lab)
+    }
+
+    fn wire(&self) -> anyhow::Result<()> {
+        let (nas, lan, rtr, wan) = (&self.nas, &self.lan, &self.rtr, &self.wan);
+        // Quiet IPv6 in every namespace: no router advertisements, solicitations or DAD.
+        for ns in [nas, lan, rtr, wan] {
+            for key in ["accept_ra=0", "router_solicitations=0", "accept_dad=0", "dad_transmits=0"] {
+                for scope in ["all", "default"] {
+                    netns_exec(ns, &["sysctl", "-qw", &format!("net.ipv6.conf.{scope}.{key}")])?;
+                }
+            }
+            netns_exec(ns, &["sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"])?;
+            netns_exec(ns, &["sysctl", "-qw", "net.ipv4.conf.default.send_redirects=0"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        netns_exec(rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        netns_exec(rtr, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+
+        // Links, created directly inside the namespaces.
+        ip(&["-n", nas, "link", "add", "eth0", "address", MAC_NAS, "type", "veth", "peer", "name", "nas0", "netns", rtr])?;
+        ip(&["-n", lan, "link", "add", "eth0", "address", MAC_LAN, "type", "veth", "peer", "name", "lan0", "netns", rtr])?;
+        ip(&["-n", wan, "link", "add", "eth0", "address", MAC_WAN, "type", "veth", "peer", "name", "wan0", "netns", rtr])?;
+        ip(&["-n", rtr, "link", "set", "wan0", "address", MAC_RTR_WAN])?;
+        ip(&["-n", rtr, "link", "add", "br0", "address", MAC_RTR_LAN, "type", "bridge", "stp_state", "0", "forward_delay", "0"])?;
+        ip(&["-n", rtr, "link", "set", "nas0", "master", "br0"])?;
+        ip(&["-n", rtr, "link", "set", "lan0", "master", "br0"])?;
+
+        // Addresses (nodad: usable at once, and no DAD traffic).
+        let addr = |ns: &str, dev: &str, a: &str| -> anyhow::Result<()> {
+            let mut args = vec!["-n", ns, "addr", "add", a, "dev", dev];
+            if a.contains(':') {
+                args.push("nodad");
+            }
+            ip(&args)
+        };
+        addr(nas, "eth0", "192.168.50.10/24")?;
+        addr(nas, "eth0", "2001:db8:aa00:1::10/64")?;
+        addr(lan, "eth0", "192.168.50.20/24")?;
+        addr(lan, "eth0", "2001:db8:aa00:1::20/64")?;
+        addr(rtr, "br0", "192.168.50.1/24")?;
+        addr(rtr, "br0", "2001:db8:aa00:1::1/64")?;
+        addr(rtr, "wan0", "203.0.113.1/24")?;
+        addr(rtr, "wan0", "2001:db8:ff00::1/64")?;
+        addr(wan, "eth0", "203.0.113.100/24")?;
+        addr(wan, "eth0", "2001:db8:ff00::100/64")?;
+
+        for (ns, dev) in [(nas, "eth0"), (lan, "eth0"), (wan, "eth0"), (rtr, "nas0"), (rtr, "lan0"), (rtr, "wan0"), (rtr, "br0")] {
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+
+        // Routes: NAS and LAN host through the router; the internet host back through it too.
+        for ns in [nas, lan] {
+            ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
+            ip(&["-n", ns, "-6", "route", "add", "default", "via", "2001:db8:aa00:1::1"])?;
+        }
+        ip(&["-n", wan, "route", "add", "192.168.50.0/24", "via", "203.0.113.1"])?;
+        ip(&["-n", wan, "-6", "route", "add", "2001:db8:aa00::/56", "via", "2001:db8:ff00::1"])?;
+
+        // Static neighbours: no ARP or neighbour discovery while tests count.
+        let neigh = |ns: &str, dev: &str, a: &str, mac: &str| {
+            ip(&["-n", ns, "neigh", "replace", a, "lladdr", mac, "dev", dev, "nud", "permanent"])
+        };
+        for (a, mac) in [("192.168.50.1", MAC_RTR_LAN), ("2001:db8:aa00:1::1", MAC_RTR_LAN), ("192.168.50.20", MAC_LAN), ("2001:db8:aa00:1::20", MAC_LAN)] {
+            neigh(nas, "eth0", a, mac)?;
+        }
+        for (a, mac) in [("192.168.50.1", MAC_RTR_LAN), ("2001:db8:aa00:1::1", MAC_RTR_LAN), ("192.168.50.10", MAC_NAS), ("2001:db8:aa00:1::10", MAC_NAS)] {
+            neigh(lan, "eth0", a, mac)?;
+        }
+        for (a, mac) in [("192.168.50.10", MAC_NAS), ("2001:db8:aa00:1::10", MAC_NAS), ("192.168.50.20", MAC_LAN), ("2001:db8:aa00:1::20", MAC_LAN)] {
+            neigh(rtr, "br0", a, mac)?;
+        }
+        for (a, mac) in [("203.0.113.100", MAC_WAN), ("2001:db8:ff00::100", MAC_WAN)] {
+            neigh(rtr, "wan0", a, mac)?;
+        }
+        for (a, mac) in [("203.0.113.1", MAC_RTR_WAN), ("2001:db8:ff00::1", MAC_RTR_WAN)] {
+            neigh(wan, "eth0", a, mac)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns` (a network namespace is per thread).
+    pub fn in_ns<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let path = format!("/var/run/netns/{ns}");
+        std::thread::spawn(move || -> anyhow::Result<T> {
+            let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("entering {path}"))?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in namespace {ns} panicked"))?
+    }
+
+    /// Adds an address to the NAS's eth0 (e.g. a new global IPv6 address mid-test).
+    pub fn add_nas_address(&self, cidr: &str) -> anyhow::Result<()> {
+        let mut args = vec!["-n", self.nas.as_str(), "addr", "add", cidr, "dev", "eth0"];
+        if cidr.contains(':') {
+            args.push("nodad");
+        }
+        ip(&args)
+    }
+
+    /// The peer address a host sends to, by family.
+    pub fn wan_addr(v6: bool) -> IpAddr {
+        if v6 { IpAddr::V6(WAN_V6) } else { IpAddr::V4(WAN_V4) }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Deleting a namespace removes its veths, and with them their peers.
+        for ns in [&self.nas, &self.lan, &self.rtr, &self.wan] {
+            if let Err(e) = ip(&["netns", "del", ns]) {
+                eprintln!("lab: removing namespace {ns} failed: {e}");
+            }
+        }
+    }
+}
+
+/// Sends `count` UDP datagrams of `payload` bytes from a thread in `ns` to `dst:port` and
+/// returns how many the kernel accepted. Bounded in count; never blocks for long.
+pub fn send_udp(ns: &str, dst: IpAddr, port: u16, payload: usize, count: usize) -> anyhow::Result<usize> {
+    Lab::in_ns(ns, move || {
+        let bind: std::net::SocketAddr =
+            if dst.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+        let socket = std::net::UdpSocket::bind(bind)?;
+        socket.connect((dst, port))?;
+        let buf = vec![0x5au8; payload];
+        let mut sent = 0;
+        for _ in 0..count {
+            if socket.send(&buf).is_ok() {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    })
+}
+
+/// A UDP socket bound in a namespace that swallows whatever arrives, so senders get no ICMP
+/// "port unreachable" (which would be extra, uncounted-for traffic). Closed on drop.
+pub struct UdpSink {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpSink {
+    /// Binds `port` on every address of namespace `ns`, both families.
+    pub fn bind(ns: &str, port: u16) -> anyhow::Result<Self> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+        let path = format!("/var/run/netns/{ns}");
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let setup = (|| -> anyhow::Result<std::net::UdpSocket> {
+                let file = File::open(&path)?;
+                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+                // An IPv6 socket without IPV6_V6ONLY also receives IPv4.
+                let socket = std::net::UdpSocket::bind(("::", port))?;
+                socket.set_read_timeout(Some(std::time::Duration::from_millis(50)))?;
+                Ok(socket)
+            })();
+            let socket = match setup {
+                Ok(s) => {
+                    let _ = tx.send(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut buf = vec![0u8; 65536];
+            while !flag.load(Ordering::Relaxed) {
+                let _ = socket.recv(&mut buf);
+            }
+        });
+        rx.recv().context("sink thread died")??;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for UdpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

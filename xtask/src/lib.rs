@@ -1,0 +1,3 @@
+//! The parts of xtask that tests and benchmarks use too: the network-namespace lab.
+
+pub mod lab;
