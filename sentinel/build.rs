@@ -22,5 +22,13 @@ fn main() -> anyhow::Result<()> {
         root_dir: root_dir.as_str(),
         ..Default::default()
     };
-    aya_build::build_ebpf([package], Toolchain::default())
+    // The nightly toolchain that compiles the eBPF crate (`-Z build-std`); a container build can
+    // pin a dated one, e.g. SENTINEL_EBPF_TOOLCHAIN=nightly-2026-05-19.
+    println!("cargo:rerun-if-env-changed=SENTINEL_EBPF_TOOLCHAIN");
+    let pinned = std::env::var("SENTINEL_EBPF_TOOLCHAIN").ok();
+    let toolchain = match pinned.as_deref() {
+        Some(name) if !name.is_empty() => Toolchain::Custom(name),
+        _ => Toolchain::default(),
+    };
+    aya_build::build_ebpf([package], toolchain)
 }

@@ -17,7 +17,10 @@ pub fn demo() -> anyhow::Result<()> {
     setup::setup()?;
     setup::cargo(&["build", "--release", "-p", "sentinel"])?;
     let lab = Lab::create()?;
-    println!("lab: namespaces {} {} {} {}", lab.nas, lab.lan, lab.rtr, lab.wan);
+    println!(
+        "lab: namespaces {} {} {} {}",
+        lab.nas, lab.lan, lab.rtr, lab.wan
+    );
     let daemon = workspace_root().join("target/release/sentinel");
     let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.nas])
@@ -29,7 +32,11 @@ pub fn demo() -> anyhow::Result<()> {
         .context("starting the daemon in the lab")?;
     std::thread::sleep(Duration::from_secs(2));
     let result = (|| -> anyhow::Result<()> {
-        let _sinks = [UdpSink::bind(&lab.wan, PORT)?, UdpSink::bind(&lab.nas, PORT)?, UdpSink::bind(&lab.lan, PORT)?];
+        let _sinks = [
+            UdpSink::bind(&lab.wan, PORT)?,
+            UdpSink::bind(&lab.nas, PORT)?,
+            UdpSink::bind(&lab.lan, PORT)?,
+        ];
         for round in 1..=3 {
             let up = send_udp(&lab.nas, WAN_V4.into(), PORT, 1000, 1000)?;
             let down = send_udp(&lab.wan, xtask::lab::NAS_V6.into(), PORT, 1000, 500)?;
@@ -49,7 +56,9 @@ pub fn demo() -> anyhow::Result<()> {
         Ok(())
     })();
     // SIGINT, as Ctrl-C would: the daemon detaches and exits.
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let status = child.wait()?;
     println!("daemon exited: {status}");
     drop(lab);

@@ -60,9 +60,16 @@ pub struct Lab {
 
 /// Runs `ip` with arguments, failing with its stderr.
 pub fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip").args(args).output().context("running ip (iproute2)")?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
     if !out.status.success() {
-        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -77,7 +84,11 @@ pub fn netns_exec(ns: &str, args: &[&str]) -> anyhow::Result<()> {
 impl Lab {
     /// Creates a lab whose namespace names start with `snt<pid>-<n>`. Needs root and iproute2.
     pub fn create() -> anyhow::Result<Self> {
-        let prefix = format!("snt{}-{}", std::process::id(), SEQUENCE.fetch_add(1, Ordering::Relaxed));
+        let prefix = format!(
+            "snt{}-{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
         let lab = Lab {
             nas: format!("{prefix}-nas"),
             lan: format!("{prefix}-lan"),
@@ -96,24 +107,58 @@ impl Lab {
         let (nas, lan, rtr, wan) = (&self.nas, &self.lan, &self.rtr, &self.wan);
         // Quiet IPv6 in every namespace: no router advertisements, solicitations or DAD.
         for ns in [nas, lan, rtr, wan] {
-            for key in ["accept_ra=0", "router_solicitations=0", "accept_dad=0", "dad_transmits=0"] {
+            for key in [
+                "accept_ra=0",
+                "router_solicitations=0",
+                "accept_dad=0",
+                "dad_transmits=0",
+            ] {
                 for scope in ["all", "default"] {
-                    netns_exec(ns, &["sysctl", "-qw", &format!("net.ipv6.conf.{scope}.{key}")])?;
+                    netns_exec(
+                        ns,
+                        &["sysctl", "-qw", &format!("net.ipv6.conf.{scope}.{key}")],
+                    )?;
                 }
             }
             netns_exec(ns, &["sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"])?;
-            netns_exec(ns, &["sysctl", "-qw", "net.ipv4.conf.default.send_redirects=0"])?;
+            netns_exec(
+                ns,
+                &["sysctl", "-qw", "net.ipv4.conf.default.send_redirects=0"],
+            )?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
         netns_exec(rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         netns_exec(rtr, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
 
         // Links, created directly inside the namespaces.
-        ip(&["-n", nas, "link", "add", "eth0", "address", MAC_NAS, "type", "veth", "peer", "name", "nas0", "netns", rtr])?;
-        ip(&["-n", lan, "link", "add", "eth0", "address", MAC_LAN, "type", "veth", "peer", "name", "lan0", "netns", rtr])?;
-        ip(&["-n", wan, "link", "add", "eth0", "address", MAC_WAN, "type", "veth", "peer", "name", "wan0", "netns", rtr])?;
+        ip(&[
+            "-n", nas, "link", "add", "eth0", "address", MAC_NAS, "type", "veth", "peer", "name",
+            "nas0", "netns", rtr,
+        ])?;
+        ip(&[
+            "-n", lan, "link", "add", "eth0", "address", MAC_LAN, "type", "veth", "peer", "name",
+            "lan0", "netns", rtr,
+        ])?;
+        ip(&[
+            "-n", wan, "link", "add", "eth0", "address", MAC_WAN, "type", "veth", "peer", "name",
+            "wan0", "netns", rtr,
+        ])?;
         ip(&["-n", rtr, "link", "set", "wan0", "address", MAC_RTR_WAN])?;
-        ip(&["-n", rtr, "link", "add", "br0", "address", MAC_RTR_LAN, "type", "bridge", "stp_state", "0", "forward_delay", "0"])?;
+        ip(&[
+            "-n",
+            rtr,
+            "link",
+            "add",
+            "br0",
+            "address",
+            MAC_RTR_LAN,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
         ip(&["-n", rtr, "link", "set", "nas0", "master", "br0"])?;
         ip(&["-n", rtr, "link", "set", "lan0", "master", "br0"])?;
 
@@ -136,35 +181,99 @@ impl Lab {
         addr(wan, "eth0", "203.0.113.100/24")?;
         addr(wan, "eth0", "2001:db8:ff00::100/64")?;
 
-        for (ns, dev) in [(nas, "eth0"), (lan, "eth0"), (wan, "eth0"), (rtr, "nas0"), (rtr, "lan0"), (rtr, "wan0"), (rtr, "br0")] {
+        for (ns, dev) in [
+            (nas, "eth0"),
+            (lan, "eth0"),
+            (wan, "eth0"),
+            (rtr, "nas0"),
+            (rtr, "lan0"),
+            (rtr, "wan0"),
+            (rtr, "br0"),
+        ] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
 
         // Routes: NAS and LAN host through the router; the internet host back through it too.
         for ns in [nas, lan] {
             ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
-            ip(&["-n", ns, "-6", "route", "add", "default", "via", "2001:db8:aa00:1::1"])?;
+            ip(&[
+                "-n",
+                ns,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "2001:db8:aa00:1::1",
+            ])?;
         }
-        ip(&["-n", wan, "route", "add", "192.168.50.0/24", "via", "203.0.113.1"])?;
-        ip(&["-n", wan, "-6", "route", "add", "2001:db8:aa00::/56", "via", "2001:db8:ff00::1"])?;
+        ip(&[
+            "-n",
+            wan,
+            "route",
+            "add",
+            "192.168.50.0/24",
+            "via",
+            "203.0.113.1",
+        ])?;
+        ip(&[
+            "-n",
+            wan,
+            "-6",
+            "route",
+            "add",
+            "2001:db8:aa00::/56",
+            "via",
+            "2001:db8:ff00::1",
+        ])?;
 
         // Static neighbours: no ARP or neighbour discovery while tests count.
         let neigh = |ns: &str, dev: &str, a: &str, mac: &str| {
-            ip(&["-n", ns, "neigh", "replace", a, "lladdr", mac, "dev", dev, "nud", "permanent"])
+            ip(&[
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                a,
+                "lladdr",
+                mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])
         };
-        for (a, mac) in [("192.168.50.1", MAC_RTR_LAN), ("2001:db8:aa00:1::1", MAC_RTR_LAN), ("192.168.50.20", MAC_LAN), ("2001:db8:aa00:1::20", MAC_LAN)] {
+        for (a, mac) in [
+            ("192.168.50.1", MAC_RTR_LAN),
+            ("2001:db8:aa00:1::1", MAC_RTR_LAN),
+            ("192.168.50.20", MAC_LAN),
+            ("2001:db8:aa00:1::20", MAC_LAN),
+        ] {
             neigh(nas, "eth0", a, mac)?;
         }
-        for (a, mac) in [("192.168.50.1", MAC_RTR_LAN), ("2001:db8:aa00:1::1", MAC_RTR_LAN), ("192.168.50.10", MAC_NAS), ("2001:db8:aa00:1::10", MAC_NAS)] {
+        for (a, mac) in [
+            ("192.168.50.1", MAC_RTR_LAN),
+            ("2001:db8:aa00:1::1", MAC_RTR_LAN),
+            ("192.168.50.10", MAC_NAS),
+            ("2001:db8:aa00:1::10", MAC_NAS),
+        ] {
             neigh(lan, "eth0", a, mac)?;
         }
-        for (a, mac) in [("192.168.50.10", MAC_NAS), ("2001:db8:aa00:1::10", MAC_NAS), ("192.168.50.20", MAC_LAN), ("2001:db8:aa00:1::20", MAC_LAN)] {
+        for (a, mac) in [
+            ("192.168.50.10", MAC_NAS),
+            ("2001:db8:aa00:1::10", MAC_NAS),
+            ("192.168.50.20", MAC_LAN),
+            ("2001:db8:aa00:1::20", MAC_LAN),
+        ] {
             neigh(rtr, "br0", a, mac)?;
         }
         for (a, mac) in [("203.0.113.100", MAC_WAN), ("2001:db8:ff00::100", MAC_WAN)] {
             neigh(rtr, "wan0", a, mac)?;
         }
-        for (a, mac) in [("203.0.113.1", MAC_RTR_WAN), ("2001:db8:ff00::1", MAC_RTR_WAN)] {
+        for (a, mac) in [
+            ("203.0.113.1", MAC_RTR_WAN),
+            ("2001:db8:ff00::1", MAC_RTR_WAN),
+        ] {
             neigh(wan, "eth0", a, mac)?;
         }
         Ok(())
@@ -197,7 +306,11 @@ impl Lab {
 
     /// The peer address a host sends to, by family.
     pub fn wan_addr(v6: bool) -> IpAddr {
-        if v6 { IpAddr::V6(WAN_V6) } else { IpAddr::V4(WAN_V4) }
+        if v6 {
+            IpAddr::V6(WAN_V6)
+        } else {
+            IpAddr::V4(WAN_V4)
+        }
     }
 }
 
@@ -214,10 +327,19 @@ impl Drop for Lab {
 
 /// Sends `count` UDP datagrams of `payload` bytes from a thread in `ns` to `dst:port` and
 /// returns how many the kernel accepted. Bounded in count; never blocks for long.
-pub fn send_udp(ns: &str, dst: IpAddr, port: u16, payload: usize, count: usize) -> anyhow::Result<usize> {
+pub fn send_udp(
+    ns: &str,
+    dst: IpAddr,
+    port: u16,
+    payload: usize,
+    count: usize,
+) -> anyhow::Result<usize> {
     Lab::in_ns(ns, move || {
-        let bind: std::net::SocketAddr =
-            if dst.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+        let bind: std::net::SocketAddr = if dst.is_ipv6() {
+            "[::]:0".parse()?
+        } else {
+            "0.0.0.0:0".parse()?
+        };
         let socket = std::net::UdpSocket::bind(bind)?;
         socket.connect((dst, port))?;
         let buf = vec![0x5au8; payload];
@@ -270,7 +392,10 @@ impl UdpSink {
             }
         });
         rx.recv().context("sink thread died")??;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
