@@ -1,9 +1,51 @@
-//! Capture backends: where the counters come from. Only this module knows aya (and, later,
-//! AF_PACKET).
+//! Capture backends: where the counters come from. Only this module knows aya and AF_PACKET.
+//!
+//! A backend exposes *monotonic* counters (never reset while it lives): direction totals per
+//! verdict and family, error counters, and per-remote counters. The drain turns successive
+//! [`Snapshot`]s into deltas; it must not know which backend produced them.
 
 pub mod ebpf;
 
-use sentinel_common::abi::{Counters, ERROR_SLOTS, ErrorKind, TOTALS_SLOTS, Verdict, totals_index};
+use sentinel_common::abi::{
+    Counters, ERROR_SLOTS, ErrorKind, RemoteCounters, RemoteKey, TOTALS_SLOTS, Verdict,
+    totals_index,
+};
+
+use crate::classify::AddressPlan;
+
+/// What a capture backend offers the daemon.
+pub trait Backend: Send {
+    /// `"ebpf"` or `"afpacket"`.
+    fn name(&self) -> &'static str;
+    /// Replaces the address plan the classification uses.
+    fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError>;
+    /// The current monotonic counters.
+    fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
+}
+
+/// A backend failure, with the backend's own error as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} capture: {context}")]
+pub struct BackendError {
+    /// Which backend.
+    pub backend: &'static str,
+    /// What it was doing.
+    pub context: String,
+    /// Why it failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Monotonic counters at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Direction totals and error counters.
+    pub totals: KernelTotals,
+    /// Per-remote counters (an entry may vanish when the backend evicts it).
+    pub remotes: Vec<(RemoteKey, RemoteCounters)>,
+    /// Frames the backend saw but could not count (ring overruns, socket drops); monotonic.
+    pub drops: u64,
+}
 
 /// A snapshot of the kernel's monotonic counters, summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
