@@ -25,9 +25,19 @@ pub const MAP_ADDRS_V4: &str = "SNT_ADDRS_V4";
 /// LPM trie of `[u8; 16]` keys -> `u32` address flags (see [`crate::addr`]).
 pub const MAP_ADDRS_V6: &str = "SNT_ADDRS_V6";
 
-/// Array of one `u32` of `SKIP_*` bits: lookups the program may leave out because userspace knows
-/// no trie entry could change their answer. Zero (the initial value) means "always look up".
+/// Array of `u64`: slot [`CONFIG_SKIP`] holds `SKIP_*` bits (lookups the program may leave out
+/// because userspace knows no trie entry could change their answer; zero, the initial value,
+/// means "always look up"); [`CONFIG_ABI`] and [`CONFIG_INSTANCE`] identify pinned maps.
 pub const MAP_CONFIG: &str = "SNT_CONFIG";
+/// Slots of [`MAP_CONFIG`].
+pub const CONFIG_SLOTS: u32 = 3;
+/// [`MAP_CONFIG`] slot of the `SKIP_*` bits, read by the program.
+pub const CONFIG_SKIP: u32 = 0;
+/// [`MAP_CONFIG`] slot of the [`ABI_VERSION`] that created the pinned maps (userspace only).
+pub const CONFIG_ABI: u32 = 1;
+/// [`MAP_CONFIG`] slot of a random id given to a set of maps when created (userspace only): a
+/// checkpoint taken from other maps does not apply to these.
+pub const CONFIG_INSTANCE: u32 = 2;
 /// No IPv4 trie entry can change the verdict of a built-in non-public IPv4 address.
 pub const SKIP_V4_NONPUBLIC: u32 = 1 << 0;
 /// No IPv4 trie entry can change the verdict of a public IPv4 address.

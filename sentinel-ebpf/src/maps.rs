@@ -9,9 +9,9 @@ use aya_ebpf::{
 };
 use sentinel_common::{
     abi::{
-        ADDRS_MAX_ENTRIES, Counters, ERROR_SLOTS, ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters,
-        RemoteKey, SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC,
-        TOTALS_SLOTS,
+        ADDRS_MAX_ENTRIES, CONFIG_SKIP, CONFIG_SLOTS, Counters, ERROR_SLOTS, ErrorKind,
+        REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey, SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC,
+        SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC, TOTALS_SLOTS,
     },
     account::Accounting,
     addr::AddrFlags,
@@ -28,7 +28,7 @@ static REMOTES: LruPerCpuHashMap<RemoteKey, RemoteCounters> =
 static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
 
 #[map(name = "SNT_CONFIG")]
-static CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+static CONFIG: Array<u64> = Array::with_max_entries(CONFIG_SLOTS, 0);
 
 #[map(name = "SNT_ADDRS_V4")]
 static ADDRS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
@@ -42,7 +42,7 @@ pub struct AddrTries;
 /// Whether a lookup can be left out, per the `SKIP_*` bits userspace keeps in the config map.
 #[inline(always)]
 fn skip(builtin: bool, skip_nonpublic: u32, skip_public: u32) -> bool {
-    let bits = CONFIG.get(0).copied().unwrap_or(0);
+    let bits = CONFIG.get(CONFIG_SKIP).copied().unwrap_or(0) as u32;
     bits & if builtin { skip_nonpublic } else { skip_public } != 0
 }
 

@@ -1,10 +1,12 @@
 //! Configuration: one clap struct, every flag also read from its environment variable (the seed's
 //! names kept), validated once into [`Config`]. Nothing else reads the environment.
 
-use std::{net::IpAddr, time::Duration};
+use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use ipnet::{IpNet, Ipv6Net};
+
+use crate::capture::ebpf::AttachPreference;
 
 /// Command line and environment.
 #[derive(Debug, Parser)]
@@ -35,7 +37,25 @@ pub struct Cli {
     #[arg(long, env = "PUBLIC_PREFIXES", value_delimiter = ',')]
     pub public_prefixes: Vec<String>,
 
-    /// How often to print live totals, in seconds.
+    /// Seconds a vanished derived IPv6 LAN prefix stays a LAN prefix (e.g. across a PPPoE redial).
+    #[arg(long, env = "LAN_PREFIX_GRACE", default_value_t = 3600)]
+    pub lan_prefix_grace: u64,
+
+    /// Seconds between full re-reads of the interface's addresses (a safety net under the netlink
+    /// watch).
+    #[arg(long, env = "ADDRESS_REFRESH", default_value_t = 60)]
+    pub address_refresh: u64,
+
+    /// Where the eBPF maps and links are pinned (on bpffs).
+    #[arg(long, env = "BPF_PIN_DIR", default_value = "/sys/fs/bpf/sentinel")]
+    pub bpf_pin_dir: PathBuf,
+
+    /// How to attach the TC program: `auto` (TCX on kernels >= 6.6, else netlink), `tcx` or
+    /// `netlink`.
+    #[arg(long, env = "ATTACH_MODE", default_value = "auto")]
+    pub attach_mode: String,
+
+    /// How often to print live totals, in seconds (0: never).
     #[arg(long, env = "PRINT_INTERVAL", default_value_t = 5)]
     pub print_interval: u64,
 
@@ -65,6 +85,12 @@ pub enum ConfigError {
     /// An empty interface name.
     #[error("MONITOR_IFACE is set but empty; unset it to use the default-route interface")]
     EmptyIface,
+    /// An unknown attach mode.
+    #[error("ATTACH_MODE: {0:?} is not `auto`, `tcx` or `netlink`")]
+    AttachMode(String),
+    /// A relative pin directory.
+    #[error("BPF_PIN_DIR: {0:?} must be an absolute path on bpffs")]
+    PinDir(PathBuf),
     /// An unknown log format.
     #[error("LOG_FORMAT: {0:?} is not `text` or `json`")]
     LogFormat(String),
@@ -92,8 +118,16 @@ pub struct Config {
     pub inside: Vec<IpNet>,
     /// User public prefixes.
     pub public: Vec<IpNet>,
-    /// Live totals print period.
-    pub print_interval: Duration,
+    /// Grace period of vanished derived LAN prefixes.
+    pub lan_prefix_grace: Duration,
+    /// Full address re-read period.
+    pub address_refresh: Duration,
+    /// Pin directory on bpffs.
+    pub bpf_pin_dir: PathBuf,
+    /// Attach mechanism.
+    pub attach_mode: AttachPreference,
+    /// Live totals print period (`None`: never).
+    pub print_interval: Option<Duration>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -119,7 +153,18 @@ impl Cli {
             16,
             128,
         )?;
-        in_range("PRINT_INTERVAL", self.print_interval, 1, 3600)?;
+        in_range("PRINT_INTERVAL", self.print_interval, 0, 3600)?;
+        in_range("LAN_PREFIX_GRACE", self.lan_prefix_grace, 0, 30 * 86400)?;
+        in_range("ADDRESS_REFRESH", self.address_refresh, 1, 3600)?;
+        let attach_mode = match self.attach_mode.as_str() {
+            "auto" => AttachPreference::Auto,
+            "tcx" => AttachPreference::Tcx,
+            "netlink" => AttachPreference::Netlink,
+            other => return Err(ConfigError::AttachMode(other.to_owned())),
+        };
+        if !self.bpf_pin_dir.is_absolute() {
+            return Err(ConfigError::PinDir(self.bpf_pin_dir));
+        }
         let log_format = match self.log_format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -131,7 +176,12 @@ impl Cli {
             ipv6_lan_prefix_len: self.ipv6_lan_prefix_len,
             inside,
             public,
-            print_interval: Duration::from_secs(self.print_interval),
+            lan_prefix_grace: Duration::from_secs(self.lan_prefix_grace),
+            address_refresh: Duration::from_secs(self.address_refresh),
+            bpf_pin_dir: self.bpf_pin_dir,
+            attach_mode,
+            print_interval: (self.print_interval > 0)
+                .then(|| Duration::from_secs(self.print_interval)),
             log_format,
         })
     }
@@ -224,6 +274,9 @@ mod tests {
         assert!(cli(&["--ipv6-lan-prefix-len", "129"]).is_err());
         assert!(cli(&["--iface", " "]).is_err());
         assert!(cli(&["--log-format", "xml"]).is_err());
+        assert!(cli(&["--attach-mode", "xdp"]).is_err());
+        assert!(cli(&["--bpf-pin-dir", "relative/dir"]).is_err());
+        assert!(cli(&["--address-refresh", "0"]).is_err());
         assert!(cli(&["--public-prefixes", "100.64.0.0/33"]).is_err());
         let config = cli(&[
             "--public-prefixes",

@@ -3,9 +3,12 @@
 //!
 //! Data flows one way: [`capture`] -> meter -> store / api. Only `capture` knows aya.
 
+pub mod addrwatch;
 pub mod capture;
 pub mod classify;
 pub mod config;
+pub mod drain;
 pub mod iface;
 pub mod run;
+pub mod status;
 pub mod testkit;

@@ -1,19 +1,28 @@
-//! The daemon's main loop (for now: load, attach, print live totals until Ctrl-C or SIGTERM,
-//! detach).
+//! The daemon's main loop: load and attach the classifier, drain it every second, follow the
+//! interface, and detach cleanly on SIGINT/SIGTERM.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant, SystemTime},
+};
 
-use sentinel_common::abi::{ErrorKind, Verdict};
+use sentinel_common::abi::{ErrorKind, REMOTES_MAX_ENTRIES, Verdict};
+use tokio::sync::mpsc;
 
 use crate::{
+    addrwatch::{self, IfaceState, PlanBuilder},
     capture::{
-        KernelTotals,
-        ebpf::{EbpfError, KernelClassifier},
+        Backend, KernelTotals,
+        ebpf::{EbpfError, KernelClassifier, MapsOrigin},
     },
-    classify::AddressPlan,
     config::Config,
+    drain::Drain,
     iface::{self, IfaceError},
+    status::{self, CaptureState, CaptureStatus, SharedStatus},
 };
+
+/// How often the maps are drained.
+const DRAIN_PERIOD: Duration = Duration::from_secs(1);
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -24,25 +33,16 @@ pub enum RunError {
     /// The eBPF backend failed.
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
-    /// Signal handling could not be set up.
-    #[error("installing signal handlers failed")]
-    Signals(#[source] std::io::Error),
-}
-
-/// The address plan for `iface` under `config`.
-pub fn address_plan(config: &Config, iface: &str) -> Result<AddressPlan, IfaceError> {
-    let locals = iface::local_addresses(iface)?;
-    let lan_prefixes = if config.manual_lan_prefixes.is_empty() {
-        iface::derived_lan_prefixes(&locals, config.ipv6_lan_prefix_len)
-    } else {
-        config.manual_lan_prefixes.clone()
-    };
-    Ok(AddressPlan {
-        locals,
-        lan_prefixes,
-        inside: config.inside.clone(),
-        public: config.public.clone(),
-    })
+    /// Reading the backend failed.
+    #[error(transparent)]
+    Backend(#[from] crate::capture::BackendError),
+    /// Signal handling or the netlink watch could not be set up.
+    #[error("setting up {what} failed")]
+    Setup {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -51,61 +51,225 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Some(name) => name.clone(),
         None => iface::default_route_interface()?,
     };
-    let mut plan = address_plan(&config, &iface)?;
-    let mut classifier = KernelClassifier::load()?;
-    classifier.set_addresses(&plan)?;
-    let mode = classifier.attach(&iface)?;
-    tracing::info!(
-        iface,
-        attach_mode = %mode,
-        program_id = classifier.program_id().unwrap_or(0),
-        locals = ?plan.locals,
-        lan_prefixes = ?plan.lan_prefixes,
-        lan_mode = if config.manual_lan_prefixes.is_empty() { "auto" } else { "manual" },
-        "counting public traffic"
-    );
+    let mut builder = PlanBuilder::new(&config, &iface);
+    let mut current = builder.read(Instant::now())?;
+    let mut classifier = KernelClassifier::load_pinned(&config.bpf_pin_dir)?;
+    classifier.set_addresses(&current.plan)?;
+    let shared: SharedStatus = Arc::new(RwLock::new(CaptureStatus {
+        backend: "ebpf",
+        iface: iface.clone(),
+        pin_dir: classifier.pin_dir().map(Into::into),
+        maps_reused: classifier.origin() == MapsOrigin::Reused,
+        remotes_capacity: REMOTES_MAX_ENTRIES,
+        lan_mode: if config.manual_lan_prefixes.is_empty() {
+            "auto"
+        } else {
+            "manual"
+        },
+        ..CaptureStatus::default()
+    }));
+    attach_or_report(&mut classifier, &config, &current, &shared);
+    publish_addresses(&shared, &current);
+    log_startup(&config, &status::read(&shared), classifier.instance());
 
+    let mut drain = Drain::new(classifier.instance(), None);
+    let mut counted = KernelTotals::default();
+
+    let (events_tx, mut events) = mpsc::channel(1);
+    addrwatch::spawn_netlink_watch(events_tx).map_err(|source| RunError::Setup {
+        what: "the netlink watch",
+        source,
+    })?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(RunError::Signals)?;
-    let mut ticker = tokio::time::interval(config.print_interval);
-    ticker.tick().await;
-    let mut last = (Instant::now(), classifier.totals()?);
+        .map_err(|source| RunError::Setup {
+            what: "signal handlers",
+            source,
+        })?;
+    let mut drain_tick = tokio::time::interval(DRAIN_PERIOD);
+    let mut refresh_tick = tokio::time::interval(config.address_refresh);
+    let mut print_tick =
+        tokio::time::interval(config.print_interval.unwrap_or(Duration::from_secs(3600)));
+    print_tick.tick().await;
+    let mut printed = (Instant::now(), counted);
+
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = drain_tick.tick() => {
+                drain_once(&mut classifier, &mut drain, &mut counted, &shared)?;
+            }
+            Some(()) = events.recv() => {
+                follow_interface(&mut builder, &mut current, &mut classifier, &config, &shared)?;
+            }
+            _ = refresh_tick.tick() => {
+                follow_interface(&mut builder, &mut current, &mut classifier, &config, &shared)?;
+            }
+            _ = print_tick.tick(), if config.print_interval.is_some() => {
+                let now = (Instant::now(), counted);
+                println!("{}", live_line(&printed.1, &now.1, now.0 - printed.0));
+                printed = now;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
-        // A cheap safety net until the netlink watch: pick up address changes.
-        match address_plan(&config, &iface) {
-            Ok(new) if new != plan => {
-                classifier.set_addresses(&new)?;
-                tracing::info!(locals = ?new.locals, lan_prefixes = ?new.lan_prefixes, "addresses changed");
-                plan = new;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "reading interface addresses failed"),
-        }
-        let now = (Instant::now(), classifier.totals()?);
-        println!("{}", live_line(&last.1, &now.1, now.0 - last.0));
-        last = now;
     }
+    // A last drain, so nothing counted before the signal is left behind.
+    drain_once(&mut classifier, &mut drain, &mut counted, &shared)?;
     classifier.detach()?;
-    tracing::info!(iface, "detached; bye");
+    tracing::info!(
+        iface,
+        up_bytes = counted.verdict(Verdict::Up).ip_bytes,
+        down_bytes = counted.verdict(Verdict::Down).ip_bytes,
+        "detached; bye"
+    );
     Ok(())
 }
 
-/// One line of live totals and rates since the previous snapshot.
+/// Reads the maps once and accounts what grew.
+fn drain_once(
+    classifier: &mut KernelClassifier,
+    drain: &mut Drain,
+    counted: &mut KernelTotals,
+    shared: &SharedStatus,
+) -> Result<(), RunError> {
+    let snap = classifier.snapshot()?;
+    let deltas = drain.advance(&snap);
+    for (total, delta) in counted.slots.iter_mut().zip(deltas.totals.slots.iter()) {
+        total.packets += delta.packets;
+        total.ip_bytes += delta.ip_bytes;
+        total.wire_bytes += delta.wire_bytes;
+    }
+    for (total, delta) in counted.errors.iter_mut().zip(deltas.totals.errors.iter()) {
+        *total += delta;
+    }
+    status::update(shared, |s| {
+        s.counters = snap.totals;
+        s.drops = snap.drops;
+        s.remotes_in_map = snap.remotes.len();
+        s.last_drain = Some(SystemTime::now());
+    });
+    Ok(())
+}
+
+/// Attaches when the interface exists; records why not otherwise.
+fn attach_or_report(
+    classifier: &mut KernelClassifier,
+    config: &Config,
+    current: &IfaceState,
+    shared: &SharedStatus,
+) {
+    let iface = status::read(shared).iface;
+    let result = match current.ifindex {
+        None => Err(format!("interface {iface} does not exist; waiting for it")),
+        Some(_) => classifier
+            .attach(&iface, config.attach_mode)
+            .map_err(|e| format!("{e}: {}", error_chain(&e))),
+    };
+    match result {
+        Ok(mode) => status::update(shared, |s| {
+            s.attach_mode = Some(mode.to_string());
+            s.state = CaptureState::Running;
+            s.program_id = classifier.program_id();
+            s.ifindex = current.ifindex;
+        }),
+        Err(reason) => {
+            tracing::error!(iface, reason, "capture is down");
+            status::update(shared, |s| {
+                s.attach_mode = None;
+                s.state = CaptureState::Down(reason);
+                s.ifindex = current.ifindex;
+            });
+        }
+    }
+}
+
+/// Re-reads the interface; pushes a changed plan to the classifier and re-attaches when the
+/// interface came back or was re-created.
+fn follow_interface(
+    builder: &mut PlanBuilder,
+    current: &mut IfaceState,
+    classifier: &mut KernelClassifier,
+    config: &Config,
+    shared: &SharedStatus,
+) -> Result<(), RunError> {
+    let next = match builder.read(Instant::now()) {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the interface failed; keeping the previous addresses");
+            return Ok(());
+        }
+    };
+    if next.plan != current.plan {
+        classifier.set_addresses(&next.plan)?;
+        tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, "addresses changed");
+    }
+    if next.ifindex != current.ifindex {
+        let was = status::read(shared);
+        match next.ifindex {
+            Some(index) => {
+                tracing::warn!(iface = was.iface, old_ifindex = ?current.ifindex, new_ifindex = index, "interface appeared or was re-created; re-attaching (traffic in between was not seen)");
+                attach_or_report(classifier, config, &next, shared);
+                status::update(shared, |s| s.reattachments += 1);
+            }
+            None => {
+                classifier.detach()?;
+                let reason = format!("interface {} disappeared; waiting for it", was.iface);
+                tracing::error!(reason, "capture is down");
+                status::update(shared, |s| {
+                    s.state = CaptureState::Down(reason);
+                    s.attach_mode = None;
+                    s.ifindex = None;
+                });
+            }
+        }
+    }
+    *current = next;
+    publish_addresses(shared, current);
+    Ok(())
+}
+
+fn publish_addresses(shared: &SharedStatus, current: &IfaceState) {
+    status::update(shared, |s| {
+        s.locals = current.plan.locals.clone();
+        s.lan_prefixes = current.plan.lan_prefixes.clone();
+        s.grace_prefixes = current.grace_prefixes.clone();
+    });
+}
+
+fn log_startup(config: &Config, s: &CaptureStatus, instance: u64) {
+    tracing::info!(
+        iface = s.iface,
+        backend = s.backend,
+        attach_mode = s.attach_mode.as_deref().unwrap_or("none"),
+        program_id = s.program_id.unwrap_or(0),
+        pin_dir = %config.bpf_pin_dir.display(),
+        maps = if s.maps_reused { "reused" } else { "created" },
+        instance = format_args!("{instance:016x}"),
+        locals = ?s.locals,
+        lan_prefixes = ?s.lan_prefixes,
+        lan_mode = s.lan_mode,
+        "counting public traffic"
+    );
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push(s.to_string());
+        source = s.source();
+    }
+    out.join(": ")
+}
+
+/// One line of live totals (machine-readable `key=value` pairs) and rates since the previous one.
 pub fn live_line(prev: &KernelTotals, now: &KernelTotals, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
-    let part = |label: &str, v: Verdict| {
-        let (p, n) = (prev.verdict(v), now.verdict(v));
-        format!(
-            "{label} {} pkts {} B ({:.0} B/s)",
-            n.packets,
-            n.ip_bytes,
-            n.ip_bytes.saturating_sub(p.ip_bytes) as f64 / secs
-        )
+    let (up, down) = (now.verdict(Verdict::Up), now.verdict(Verdict::Down));
+    let rate = |v: Verdict| {
+        now.verdict(v)
+            .ip_bytes
+            .saturating_sub(prev.verdict(v).ip_bytes) as f64
+            / secs
     };
     let errors: u64 = ErrorKind::ALL
         .iter()
@@ -113,10 +277,16 @@ pub fn live_line(prev: &KernelTotals, now: &KernelTotals, elapsed: Duration) -> 
         .map(|k| now.error(*k))
         .sum();
     format!(
-        "{} | {} | lan {} pkts | transit {} pkts | parse errors {errors}",
-        part("up", Verdict::Up),
-        part("down", Verdict::Down),
+        "totals up_packets={} up_bytes={} down_packets={} down_bytes={} up_wire_bytes={} down_wire_bytes={} lan_packets={} transit_packets={} errors={errors} up_rate={:.0}B/s down_rate={:.0}B/s",
+        up.packets,
+        up.ip_bytes,
+        down.packets,
+        down.ip_bytes,
+        up.wire_bytes,
+        down.wire_bytes,
         now.verdict(Verdict::Lan).packets,
         now.verdict(Verdict::Transit).packets,
+        rate(Verdict::Up),
+        rate(Verdict::Down),
     )
 }

@@ -22,9 +22,16 @@ pub fn demo() -> anyhow::Result<()> {
         lab.nas, lab.lan, lab.rtr, lab.wan
     );
     let daemon = workspace_root().join("target/release/sentinel");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.nas])
+    // nsenter --net (not `ip netns exec`): only the network namespace changes, so the daemon's
+    // pins land on the machine's bpffs, where `bpftool map dump pinned ...` finds them.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", lab.nas))
+        .arg("--")
         .arg(&daemon)
+        .env(
+            "BPF_PIN_DIR",
+            format!("/sys/fs/bpf/sentinel-demo-{}", std::process::id()),
+        )
         .env("MONITOR_IFACE", "eth0")
         .env("PRINT_INTERVAL", "2")
         .stdin(Stdio::null())
@@ -62,5 +69,6 @@ pub fn demo() -> anyhow::Result<()> {
     let status = child.wait()?;
     println!("daemon exited: {status}");
     drop(lab);
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/sentinel-demo-{}", std::process::id()));
     result
 }

@@ -407,3 +407,168 @@ impl Drop for UdpSink {
         }
     }
 }
+
+impl Lab {
+    /// Makes nas:eth0 see what a real 1500-byte wire delivers: the router side sends plain
+    /// segments (no TSO/GSO) and the NAS merges them with GRO, while the NAS itself still sends
+    /// TSO/GSO super-packets. Both kinds then reach the monitor as super-packets with gso_segs.
+    pub fn emulate_wire(&self) -> anyhow::Result<()> {
+        netns_exec(
+            &self.rtr,
+            &["ethtool", "-K", "nas0", "tso", "off", "gso", "off"],
+        )?;
+        netns_exec(&self.nas, &["ethtool", "-K", "eth0", "gro", "on"])?;
+        Ok(())
+    }
+}
+
+/// Counters of one TCP endpoint, from `TCP_INFO`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpSide {
+    /// Segments sent (a TSO super-packet counts its segments).
+    pub segs_out: u64,
+    /// Payload bytes sent, retransmissions included.
+    pub bytes_sent: u64,
+    /// Retransmitted segments.
+    pub total_retrans: u64,
+    /// The accepting end: its SYN-ACK went out from the listener's request socket, so its own
+    /// `segs_out` does not include it.
+    pub accepted: bool,
+}
+
+impl TcpSide {
+    /// IP-layer bytes this side put on the wire: every segment carries an IP header and a TCP
+    /// header with timestamps (32 bytes), the SYN or SYN-ACK 8 more (MSS, SACK-permitted, window
+    /// scale).
+    pub fn ip_bytes(&self, v6: bool) -> u64 {
+        let ip_header = if v6 { 40 } else { 20 };
+        self.bytes_sent + self.segments() * (ip_header + 32) + 8
+    }
+
+    /// Segments on the wire, the SYN-ACK of an accepting end included.
+    pub fn segments(&self) -> u64 {
+        self.segs_out + u64::from(self.accepted)
+    }
+}
+
+/// Reads `TCP_INFO` (layout of linux/tcp.h; libc's struct stops before `tcpi_bytes_sent`).
+fn tcp_info(fd: std::os::fd::RawFd) -> anyhow::Result<TcpSide> {
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes; the kernel writes at most `len` and updates it.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        bail!("TCP_INFO: {}", std::io::Error::last_os_error());
+    }
+    if (len as usize) < 216 {
+        bail!("TCP_INFO too short ({len} bytes): kernel too old for tcpi_bytes_sent");
+    }
+    let u32_at = |o: usize| {
+        u64::from(u32::from_ne_bytes([
+            buf[o],
+            buf[o + 1],
+            buf[o + 2],
+            buf[o + 3],
+        ]))
+    };
+    let u64_at = |o: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&buf[o..o + 8]);
+        u64::from_ne_bytes(w)
+    };
+    Ok(TcpSide {
+        total_retrans: u32_at(100),
+        segs_out: u32_at(136),
+        bytes_sent: u64_at(200),
+        accepted: false,
+    })
+}
+
+/// Pins the calling thread to CPU 0: with both ends on one CPU veth never reorders segments
+/// (reordering causes SACK options and retransmissions that make exact accounting impossible).
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; 0 means this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Sends `bytes` over one TCP connection from namespace `from` to a listener in `to` at `dst`,
+/// closes it cleanly (FIN both ways) and returns both ends' counters: (sender, receiver).
+pub fn tcp_transfer(
+    from: &str,
+    to: &str,
+    dst: IpAddr,
+    port: u16,
+    bytes: usize,
+) -> anyhow::Result<(TcpSide, TcpSide)> {
+    use std::{
+        io::{Read, Write},
+        os::fd::AsRawFd,
+        time::Duration,
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let to_path = format!("/var/run/netns/{to}");
+    let receiver = std::thread::spawn(move || -> anyhow::Result<TcpSide> {
+        let setup = (|| -> anyhow::Result<std::net::TcpListener> {
+            let file = File::open(&to_path)?;
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+            pin_to_cpu0();
+            Ok(std::net::TcpListener::bind((dst, port))?)
+        })();
+        let listener = match setup {
+            Ok(l) => {
+                let _ = ready_tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(anyhow::anyhow!("{e:#}")));
+                return Err(e);
+            }
+        };
+        let (mut conn, _) = listener.accept()?;
+        conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        while conn.read(&mut buf)? > 0 {}
+        conn.shutdown(std::net::Shutdown::Write)?;
+        // Let the sender's last ACK arrive before reading the counters.
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(TcpSide {
+            accepted: true,
+            ..tcp_info(conn.as_raw_fd())?
+        })
+    });
+    ready_rx.recv().context("receiver thread died")??;
+    let sender = Lab::in_ns(from, move || {
+        pin_to_cpu0();
+        let mut conn =
+            std::net::TcpStream::connect_timeout(&(dst, port).into(), Duration::from_secs(5))?;
+        conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let chunk = vec![0x42u8; 64 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            conn.write_all(&chunk[..n])?;
+            left -= n;
+        }
+        conn.shutdown(std::net::Shutdown::Write)?;
+        let mut buf = [0u8; 16];
+        while conn.read(&mut buf)? > 0 {}
+        std::thread::sleep(Duration::from_millis(300));
+        tcp_info(conn.as_raw_fd())
+    })?;
+    let receiver = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
+    Ok((sender, receiver))
+}

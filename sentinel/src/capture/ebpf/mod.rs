@@ -1,7 +1,14 @@
 //! The eBPF backend: loads the embedded TC object, fills its address tries, attaches it to an
-//! interface (TCX, or clsact through netlink on kernels without TCX) and reads its maps.
+//! interface ([`attach`]), pins its maps ([`pins`]) and reads them.
 
-use std::{collections::HashMap, time::Duration};
+pub mod attach;
+pub mod pins;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -9,18 +16,16 @@ use aya::{
         Array, MapData, PerCpuArray, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{
-        LinkOrder, ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions,
-        tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
-    },
-    util::KernelVersion,
+    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, links::LinkError},
 };
 use ipnet::IpNet;
 use sentinel_common::abi::{
-    BASELINE_PROGRAM_NAME, Counters, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_CONFIG,
-    MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, PROGRAM_NAME, RemoteCounters, RemoteKey, TOTALS_SLOTS,
+    ABI_VERSION, BASELINE_PROGRAM_NAME, CONFIG_ABI, CONFIG_INSTANCE, CONFIG_SKIP, Counters,
+    ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS,
+    PROGRAM_NAME, RemoteCounters, RemoteKey, TOTALS_SLOTS,
 };
 
+pub use self::attach::{AttachPreference, Attachment};
 use super::KernelTotals;
 use crate::classify::AddressPlan;
 
@@ -51,6 +56,40 @@ pub enum EbpfError {
         #[source]
         source: ProgramError,
     },
+    /// The interface is missing.
+    #[error("interface {iface:?} not found")]
+    Interface {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A link pin could not be used.
+    #[error("link pin {path}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: LinkError,
+    },
+    /// A link could not be pinned.
+    #[error("pinning link {path} failed")]
+    PinLink {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    /// A link pin could not be removed.
+    #[error("removing link pin {path} failed")]
+    Unpin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pinning maps failed.
+    #[error(transparent)]
+    Pin(#[from] pins::PinError),
+    /// Reading the pinned maps' identity failed.
+    #[error("pinned maps in {dir}: {reason}")]
+    Incompatible { dir: PathBuf, reason: String },
     /// A map operation failed.
     #[error("map {map}: {action} failed")]
     Map {
@@ -79,12 +118,25 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
+/// Whether the maps were made by this load or found pinned by an earlier run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapsOrigin {
+    /// Fresh maps: every count in them is new.
+    Created,
+    /// Pinned maps of an earlier run: their counts continue; a checkpoint of the same instance
+    /// says how much of them was already persisted.
+    Reused,
+}
+
 /// The loaded TC classifier and its maps.
 pub struct KernelClassifier {
     ebpf: Ebpf,
-    links: Vec<SchedClassifierLinkId>,
+    attachment: Option<Attachment>,
     /// Address entries currently in the tries, to remove what a new plan no longer has.
     installed: HashMap<IpNet, u32>,
+    pin_dir: Option<PathBuf>,
+    instance: u64,
+    origin: MapsOrigin,
 }
 
 fn map_err(
@@ -98,23 +150,125 @@ fn map_err(
     }
 }
 
-fn prog_err(action: impl Into<String>) -> impl FnOnce(ProgramError) -> EbpfError {
+pub(crate) fn prog_err(action: impl Into<String>) -> impl FnOnce(ProgramError) -> EbpfError {
     let action = action.into();
     move |source| EbpfError::Program { action, source }
 }
 
 impl KernelClassifier {
-    /// Loads the object and the program into the kernel (not attached yet).
+    /// Loads the object and the program into the kernel with private, unpinned maps (tests and
+    /// benchmarks).
     pub fn load() -> Result<Self, EbpfError> {
-        let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(EbpfError::Load)?;
+        let ebpf = EbpfLoader::new().load(OBJECT).map_err(EbpfError::Load)?;
+        Self::finish_load(ebpf, None)
+    }
+
+    /// Loads with maps pinned in `dir` (reused when an earlier run left compatible ones; pins of
+    /// another layout are removed and reported).
+    pub fn load_pinned(dir: &Path) -> Result<Self, EbpfError> {
+        pins::prepare(dir)?;
+        if let Err(pins::Incompatible(reason)) = pins::check_layout(dir) {
+            tracing::warn!(dir = %dir.display(), reason, "pinned maps have another layout; removing them (their unflushed counts are lost)");
+            pins::remove_maps(dir)?;
+        }
+        let paths: Vec<(&'static str, PathBuf)> =
+            pins::map_names().map(|n| (n, dir.join(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let ebpf = loader.load(OBJECT).map_err(EbpfError::Load)?;
+        let mut me = Self::finish_load(ebpf, Some(dir.to_owned()))?;
+        if let Err(pins::Incompatible(reason)) = pins::check_abi(me.config_get(CONFIG_ABI)?) {
+            // Same shapes, different meaning: drop these maps and start over with fresh ones.
+            tracing::warn!(dir = %dir.display(), reason, "pinned maps are of another layout version; recreating them");
+            drop(me);
+            pins::remove_maps(dir)?;
+            return Self::load_pinned(dir);
+        }
+        Ok(me)
+    }
+
+    fn finish_load(mut ebpf: Ebpf, pin_dir: Option<PathBuf>) -> Result<Self, EbpfError> {
         program_mut(&mut ebpf)?
             .load()
             .map_err(prog_err("loading the TC program"))?;
-        Ok(Self {
+        let mut me = Self {
             ebpf,
-            links: Vec::new(),
+            attachment: None,
             installed: HashMap::new(),
-        })
+            pin_dir,
+            instance: 0,
+            origin: MapsOrigin::Created,
+        };
+        me.installed = me.trie_contents()?;
+        let instance = me.config_get(CONFIG_INSTANCE)?;
+        if instance == 0 {
+            me.instance = pins::new_instance_id();
+            me.config_set(CONFIG_INSTANCE, me.instance)?;
+            me.config_set(CONFIG_ABI, u64::from(ABI_VERSION))?;
+        } else {
+            me.instance = instance;
+            me.origin = MapsOrigin::Reused;
+        }
+        Ok(me)
+    }
+
+    /// The random id of this set of maps (kept across restarts while the pins live).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Whether the maps are new or an earlier run's.
+    pub fn origin(&self) -> MapsOrigin {
+        self.origin
+    }
+
+    /// Where the maps are pinned, if they are.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    fn config(&mut self) -> Result<Array<&mut MapData, u64>, EbpfError> {
+        let map = self.ebpf.map_mut(MAP_CONFIG).ok_or(EbpfError::Missing {
+            what: "map",
+            name: MAP_CONFIG,
+        })?;
+        Array::try_from(map).map_err(map_err(MAP_CONFIG, "open"))
+    }
+
+    fn config_get(&mut self, slot: u32) -> Result<u64, EbpfError> {
+        self.config()?
+            .get(&slot, 0)
+            .map_err(map_err(MAP_CONFIG, "read"))
+    }
+
+    fn config_set(&mut self, slot: u32, value: u64) -> Result<(), EbpfError> {
+        self.config()?
+            .set(slot, value, 0)
+            .map_err(map_err(MAP_CONFIG, "write"))
+    }
+
+    /// What the tries hold now (an earlier run's entries when the maps are reused).
+    fn trie_contents(&mut self) -> Result<HashMap<IpNet, u32>, EbpfError> {
+        let mut out = HashMap::new();
+        let v4 = self.trie_v4()?;
+        for key in v4.keys() {
+            let key = key.map_err(map_err(MAP_ADDRS_V4, "iterate"))?;
+            let flags = v4.get(&key, 0).map_err(map_err(MAP_ADDRS_V4, "read"))?;
+            if let Ok(net) = ipnet::Ipv4Net::new(key.data().into(), key.prefix_len() as u8) {
+                out.insert(IpNet::V4(net), flags);
+            }
+        }
+        let v6 = self.trie_v6()?;
+        for key in v6.keys() {
+            let key = key.map_err(map_err(MAP_ADDRS_V6, "iterate"))?;
+            let flags = v6.get(&key, 0).map_err(map_err(MAP_ADDRS_V6, "read"))?;
+            if let Ok(net) = ipnet::Ipv6Net::new(key.data().into(), key.prefix_len() as u8) {
+                out.insert(IpNet::V6(net), flags);
+            }
+        }
+        Ok(out)
     }
 
     /// Makes the tries hold exactly the flattened `plan`.
@@ -140,17 +294,7 @@ impl KernelClassifier {
             self.trie_remove(&net)?;
         }
         self.installed = wanted;
-        let skip = plan.skip_bits();
-        let map = self.ebpf.map_mut(MAP_CONFIG).ok_or(EbpfError::Missing {
-            what: "map",
-            name: MAP_CONFIG,
-        })?;
-        let mut config: Array<_, u32> =
-            Array::try_from(map).map_err(map_err(MAP_CONFIG, "open"))?;
-        config
-            .set(0, skip, 0)
-            .map_err(map_err(MAP_CONFIG, "write"))?;
-        Ok(())
+        self.config_set(CONFIG_SKIP, u64::from(plan.skip_bits()))
     }
 
     fn trie_insert(&mut self, net: &IpNet, flags: u32) -> Result<(), EbpfError> {
@@ -197,45 +341,39 @@ impl KernelClassifier {
         LpmTrie::try_from(map).map_err(map_err(MAP_ADDRS_V6, "open"))
     }
 
-    /// Attaches to `iface` on ingress and egress, with TCX where the kernel has it.
-    pub fn attach(&mut self, iface: &str) -> Result<AttachMode, EbpfError> {
-        // TCX arrived in 6.6; KernelVersion orders by (major, minor, patch).
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-        let mode = if tcx {
-            AttachMode::Tcx
-        } else {
-            AttachMode::Netlink
-        };
-        if mode == AttachMode::Netlink {
-            // EEXIST just means a clsact qdisc is there already (ours or someone else's): reuse it.
-            if let Err(e) = tc::qdisc_add_clsact(iface) {
-                tracing::debug!(iface, error = %e, "clsact qdisc not added (probably present)");
-            }
-        }
+    /// Attaches to `iface` on ingress and egress (detaching any earlier attachment first).
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        preference: AttachPreference,
+    ) -> Result<AttachMode, EbpfError> {
+        self.detach()?;
+        let pin_dir = self.pin_dir.clone();
         let prog = program_mut(&mut self.ebpf)?;
-        for direction in [TcAttachType::Ingress, TcAttachType::Egress] {
-            let options = match mode {
-                AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
-                AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
-            };
-            let link = prog
-                .attach_with_options(iface, direction, options)
-                .map_err(prog_err(format!(
-                    "attaching to {iface} ({direction:?}, {mode})"
-                )))?;
-            self.links.push(link);
-        }
+        let attachment = attach::attach(prog, iface, preference, pin_dir.as_deref())?;
+        let mode = attachment.mode;
+        self.attachment = Some(attachment);
         Ok(mode)
     }
 
-    /// Detaches every attachment this classifier made (and nothing else).
+    /// The current attachment, if any.
+    pub fn attachment(&self) -> Option<&Attachment> {
+        self.attachment.as_ref()
+    }
+
+    /// Detaches what this classifier attached (and nothing else).
     pub fn detach(&mut self) -> Result<(), EbpfError> {
-        let links = std::mem::take(&mut self.links);
-        let prog = program_mut(&mut self.ebpf)?;
-        for link in links {
-            prog.detach(link).map_err(prog_err("detaching"))?;
+        match self.attachment.take() {
+            Some(a) => a.detach(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Leaves the attachments in place, as a killed daemon would (for restart tests).
+    pub fn abandon(mut self) {
+        if let Some(a) = self.attachment.take() {
+            a.abandon();
+        }
     }
 
     /// The kernel's program id, for `bpftool prog show id N`.
@@ -375,4 +513,33 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, EbpfError> {
         })?
         .try_into()
         .map_err(prog_err("opening the program"))
+}
+
+impl super::Backend for KernelClassifier {
+    fn name(&self) -> &'static str {
+        "ebpf"
+    }
+
+    fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), super::BackendError> {
+        KernelClassifier::set_addresses(self, plan).map_err(|e| super::BackendError {
+            backend: "ebpf",
+            context: "updating the address tries".into(),
+            source: Box::new(e),
+        })
+    }
+
+    fn snapshot(&mut self) -> Result<super::Snapshot, super::BackendError> {
+        let wrap = |e: EbpfError| super::BackendError {
+            backend: "ebpf",
+            context: "reading the maps".into(),
+            source: Box::new(e),
+        };
+        let totals = self.totals().map_err(wrap)?;
+        let remotes = self.remotes().map_err(wrap)?;
+        Ok(super::Snapshot {
+            totals,
+            remotes,
+            drops: 0,
+        })
+    }
 }

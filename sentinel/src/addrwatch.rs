@@ -1,0 +1,190 @@
+//! Follows the monitored interface: address and link changes arrive as netlink events (within
+//! milliseconds), each of which triggers a re-read of the interface; a periodic full re-read is the
+//! safety net. Derived IPv6 LAN prefixes that vanish stay LAN prefixes for a grace period (a PPPoE
+//! redial or prefix change must not turn the home's own traffic into "internet" for a while).
+//!
+//! It produces [`AddressPlan`]s; it does not know how the classifier uses them.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use ipnet::Ipv6Net;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::{
+    classify::AddressPlan,
+    config::Config,
+    iface::{self, IfaceError},
+};
+
+/// rtnetlink multicast groups (linux/rtnetlink.h): RTMGRP_LINK, RTMGRP_IPV4_IFADDR,
+/// RTMGRP_IPV6_IFADDR.
+const GROUPS: u32 = 0x1 | 0x10 | 0x100;
+
+/// Starts a thread that signals `tx` on every link or address event in this network namespace.
+/// Events are coalesced: a burst gives one wake-up.
+pub fn spawn_netlink_watch(tx: tokio::sync::mpsc::Sender<()>) -> std::io::Result<()> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind(&SocketAddr::new(0, GROUPS))?;
+    std::thread::Builder::new().name("netlink-watch".into()).spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match socket.recv(&mut &mut buf[..], 0) {
+                Ok(_) => {}
+                // ENOBUFS: we missed events; a re-read covers them all anyway.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "netlink watch stopped; relying on periodic refresh");
+                    return;
+                }
+            }
+            if tx.try_send(()).is_err() && tx.is_closed() {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// The interface's state as the daemon tracks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IfaceState {
+    /// Interface index (`None`: the interface does not exist right now).
+    pub ifindex: Option<u32>,
+    /// The address plan to classify with.
+    pub plan: AddressPlan,
+    /// Derived prefixes that vanished and are kept until their grace ends.
+    pub grace_prefixes: Vec<Ipv6Net>,
+}
+
+/// Builds plans from the interface's addresses, remembering vanished prefixes.
+pub struct PlanBuilder {
+    iface: String,
+    manual: Vec<Ipv6Net>,
+    prefix_len: u8,
+    grace: Duration,
+    inside: Vec<ipnet::IpNet>,
+    public: Vec<ipnet::IpNet>,
+    /// Derived prefixes seen, with the last time they were present.
+    seen: HashMap<Ipv6Net, Instant>,
+}
+
+impl PlanBuilder {
+    /// For `iface` under `config`.
+    pub fn new(config: &Config, iface: &str) -> Self {
+        Self {
+            iface: iface.to_owned(),
+            manual: config.manual_lan_prefixes.clone(),
+            prefix_len: config.ipv6_lan_prefix_len,
+            grace: config.lan_prefix_grace,
+            inside: config.inside.clone(),
+            public: config.public.clone(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Reads the interface now.
+    pub fn read(&mut self, now: Instant) -> Result<IfaceState, IfaceError> {
+        let ifindex = nix::net::if_::if_nametoindex(self.iface.as_str()).ok();
+        let locals = match ifindex {
+            Some(_) => iface::local_addresses(&self.iface)?,
+            None => Vec::new(),
+        };
+        Ok(self.plan_from(ifindex, locals, now))
+    }
+
+    /// The plan for a given set of local addresses (separate from `read` for tests).
+    pub fn plan_from(
+        &mut self,
+        ifindex: Option<u32>,
+        locals: Vec<std::net::IpAddr>,
+        now: Instant,
+    ) -> IfaceState {
+        let (lan_prefixes, grace_prefixes) = if self.manual.is_empty() {
+            let current = iface::derived_lan_prefixes(&locals, self.prefix_len);
+            for p in &current {
+                self.seen.insert(*p, now);
+            }
+            let grace = self.grace;
+            self.seen
+                .retain(|_, last| now.duration_since(*last) <= grace);
+            let mut kept: Vec<Ipv6Net> = self
+                .seen
+                .keys()
+                .filter(|p| !current.contains(p))
+                .copied()
+                .collect();
+            kept.sort();
+            let mut all = current;
+            all.extend(kept.iter().copied());
+            all.sort();
+            (all, kept)
+        } else {
+            (self.manual.clone(), Vec::new())
+        };
+        IfaceState {
+            ifindex,
+            plan: AddressPlan {
+                locals,
+                lan_prefixes,
+                inside: self.inside.clone(),
+                public: self.public.clone(),
+            },
+            grace_prefixes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(grace_s: u64) -> PlanBuilder {
+        PlanBuilder {
+            iface: "eth0".into(),
+            manual: vec![],
+            prefix_len: 56,
+            grace: Duration::from_secs(grace_s),
+            inside: vec![],
+            public: vec![],
+            seen: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_vanished_prefix_stays_for_the_grace_period_then_goes() {
+        let mut b = builder(60);
+        let t0 = Instant::now();
+        let old: std::net::IpAddr = "2001:db8:aa00:1::10".parse().expect("addr");
+        let new: std::net::IpAddr = "2001:db8:bb00:1::10".parse().expect("addr");
+        let s = b.plan_from(Some(2), vec![old], t0);
+        assert_eq!(s.plan.lan_prefixes.len(), 1);
+        // Redial: the old address is gone, a new prefix appears.
+        let s = b.plan_from(Some(2), vec![new], t0 + Duration::from_secs(30));
+        assert_eq!(s.plan.lan_prefixes.len(), 2, "old prefix kept in grace");
+        assert_eq!(
+            s.grace_prefixes,
+            vec!["2001:db8:aa00::/56".parse::<Ipv6Net>().expect("net")]
+        );
+        let s = b.plan_from(Some(2), vec![new], t0 + Duration::from_secs(61));
+        assert_eq!(
+            s.plan.lan_prefixes,
+            vec!["2001:db8:bb00::/56".parse::<Ipv6Net>().expect("net")]
+        );
+        assert!(s.grace_prefixes.is_empty());
+    }
+
+    #[test]
+    fn manual_prefixes_replace_derived_ones() {
+        let mut b = builder(60);
+        b.manual = vec!["240e:33e:2f08:d600::/56".parse().expect("net")];
+        let s = b.plan_from(
+            Some(2),
+            vec!["2001:db8:aa00:1::10".parse().expect("addr")],
+            Instant::now(),
+        );
+        assert_eq!(s.plan.lan_prefixes, b.manual);
+    }
+}

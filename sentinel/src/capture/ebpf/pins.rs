@@ -1,0 +1,242 @@
+//! Pinned maps under bpffs: mounting bpffs when missing, checking that maps pinned by an earlier
+//! run have the layout this build expects, and telling new maps from reused ones.
+//!
+//! Layout check: aya reuses whatever is pinned at a path without looking at it, so before loading
+//! we compare each pinned map's type, key size, value size and capacity, and the ABI version the
+//! maps were created with, against this build. Pins of another layout (an upgrade or downgrade)
+//! are removed rather than misread; their counts since the last flush cannot be recovered and are
+//! reported in the log.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::maps::{MapInfo, MapType};
+use sentinel_common::abi::{
+    ABI_VERSION, ADDRS_MAX_ENTRIES, CONFIG_SLOTS, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6,
+    MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
+};
+
+/// Where bpffs is mounted on every system we know.
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// The default pin directory.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sentinel";
+
+/// What one map must look like.
+struct MapSpec {
+    name: &'static str,
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+}
+
+/// The maps this build pins, with their expected layout.
+const SPECS: [MapSpec; 6] = [
+    MapSpec {
+        name: MAP_TOTALS,
+        map_type: MapType::PerCpuArray,
+        key_size: 4,
+        value_size: 24,
+        max_entries: TOTALS_SLOTS,
+    },
+    MapSpec {
+        name: MAP_REMOTES,
+        map_type: MapType::LruPerCpuHash,
+        key_size: 20,
+        value_size: 32,
+        max_entries: REMOTES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_ERRORS,
+        map_type: MapType::PerCpuArray,
+        key_size: 4,
+        value_size: 8,
+        max_entries: ERROR_SLOTS,
+    },
+    MapSpec {
+        name: MAP_ADDRS_V4,
+        map_type: MapType::LpmTrie,
+        key_size: 8,
+        value_size: 4,
+        max_entries: ADDRS_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_ADDRS_V6,
+        map_type: MapType::LpmTrie,
+        key_size: 20,
+        value_size: 4,
+        max_entries: ADDRS_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_CONFIG,
+        map_type: MapType::Array,
+        key_size: 4,
+        value_size: 8,
+        max_entries: CONFIG_SLOTS,
+    },
+];
+
+/// The names of every pinned map.
+pub fn map_names() -> impl Iterator<Item = &'static str> {
+    SPECS.iter().map(|s| s.name)
+}
+
+/// Pinning failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// bpffs could not be mounted.
+    #[error("mounting bpffs at {BPFFS} failed (mount -t bpf bpf {BPFFS})")]
+    Mount(#[source] nix::Error),
+    /// A pin directory or file could not be created, read or removed.
+    #[error("{action} {path} failed")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Mounts bpffs at [`BPFFS`] when nothing is mounted there, and creates `dir`.
+pub fn prepare(dir: &Path) -> Result<(), PinError> {
+    if !bpffs_mounted()? {
+        tracing::info!(path = BPFFS, "bpffs not mounted; mounting it");
+        nix::mount::mount(
+            Some("bpf"),
+            BPFFS,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(PinError::Mount)?;
+    }
+    std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
+        action: "creating",
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+fn bpffs_mounted() -> Result<bool, PinError> {
+    let path = PathBuf::from("/proc/self/mounts");
+    let mounts = std::fs::read_to_string(&path).map_err(|source| PinError::Io {
+        action: "reading",
+        path,
+        source,
+    })?;
+    Ok(mounts.lines().any(|l| {
+        let mut f = l.split_whitespace();
+        matches!(
+            (f.next(), f.next(), f.next()),
+            (Some(_), Some(BPFFS), Some("bpf"))
+        )
+    }))
+}
+
+/// Why pinned maps cannot be reused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Incompatible(pub String);
+
+/// Checks the maps pinned in `dir` against this build. `Ok(())` when there are none, or all
+/// match (the ABI version in the config map is checked after loading, see `check_abi`).
+pub fn check_layout(dir: &Path) -> Result<(), Incompatible> {
+    for spec in &SPECS {
+        let path = dir.join(spec.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path)
+            .map_err(|e| Incompatible(format!("{}: unreadable pin ({e})", spec.name)))?;
+        let map_type = info
+            .map_type()
+            .map_err(|e| Incompatible(format!("{}: {e}", spec.name)))?;
+        let got = (
+            map_type,
+            info.key_size(),
+            info.value_size(),
+            info.max_entries(),
+        );
+        let want = (
+            spec.map_type,
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+        );
+        if got != want {
+            return Err(Incompatible(format!(
+                "{}: pinned {got:?}, this build expects {want:?}",
+                spec.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the ABI version recorded in a reused config map (0: maps created just now).
+pub fn check_abi(recorded: u64) -> Result<(), Incompatible> {
+    if recorded == 0 || recorded == u64::from(ABI_VERSION) {
+        Ok(())
+    } else {
+        Err(Incompatible(format!(
+            "maps were created by layout version {recorded}, this build is {ABI_VERSION}"
+        )))
+    }
+}
+
+/// Removes every map pin of this build's names from `dir` (not the directory, not link pins).
+pub fn remove_maps(dir: &Path) -> Result<(), PinError> {
+    for name in map_names() {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(PinError::Io {
+                    action: "removing",
+                    path,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A random non-zero id for a new set of maps.
+pub fn new_instance_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut bytes));
+    let id = match random {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        // Not cryptographic, only distinct: time and pid are enough.
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        }
+    };
+    id.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abi_versions_other_than_ours_are_incompatible() {
+        assert!(check_abi(0).is_ok());
+        assert!(check_abi(u64::from(ABI_VERSION)).is_ok());
+        assert!(check_abi(u64::from(ABI_VERSION) + 1).is_err());
+    }
+
+    #[test]
+    fn instance_ids_are_nonzero_and_distinct() {
+        let (a, b) = (new_instance_id(), new_instance_id());
+        assert!(a != 0 && b != 0 && a != b);
+    }
+}
