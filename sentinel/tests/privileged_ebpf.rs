@@ -216,3 +216,76 @@ fn address_updates_take_effect_and_stale_entries_go() {
     k.test_run(&frame, 0, 0, 1).expect("run");
     assert_eq!(k.totals().expect("totals").verdict(Verdict::Up).packets, 2);
 }
+
+/// A pin directory on bpffs for one test, removed on drop.
+struct Pins(std::path::PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn pinned_maps_are_reused_and_foreign_layouts_replaced() {
+    use sentinel::capture::ebpf::MapsOrigin;
+    let pins = Pins(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/sentinel-test-{}-layout",
+        std::process::id()
+    )));
+    let first = KernelClassifier::load_pinned(&pins.0).expect("load pinned");
+    assert_eq!(first.origin(), MapsOrigin::Created);
+    let instance = first.instance();
+    drop(first);
+    let again = KernelClassifier::load_pinned(&pins.0).expect("reload pinned");
+    assert_eq!(
+        (again.origin(), again.instance()),
+        (MapsOrigin::Reused, instance),
+        "same maps"
+    );
+    drop(again);
+
+    // An older layout: the totals map pinned with another value size.
+    let totals = pins.0.join("SNT_TOTALS");
+    std::fs::remove_file(&totals).expect("unpin");
+    let made = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&totals)
+        .args([
+            "type",
+            "percpu_array",
+            "key",
+            "4",
+            "value",
+            "16",
+            "entries",
+            "8",
+            "name",
+            "SNT_TOTALS",
+        ])
+        .status()
+        .expect("bpftool");
+    assert!(made.success(), "bpftool map create");
+    let replaced = KernelClassifier::load_pinned(&pins.0).expect("load over a foreign layout");
+    assert_eq!(
+        replaced.origin(),
+        MapsOrigin::Created,
+        "incompatible pins are replaced, not misread"
+    );
+    assert_ne!(replaced.instance(), instance);
+    drop(replaced);
+
+    // Same shapes but another layout version recorded in the config map.
+    let config = pins.0.join("SNT_CONFIG");
+    let updated = std::process::Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(&config)
+        .args([
+            "key", "1", "0", "0", "0", "value", "99", "0", "0", "0", "0", "0", "0", "0",
+        ])
+        .status()
+        .expect("bpftool");
+    assert!(updated.success(), "bpftool map update");
+    let recreated = KernelClassifier::load_pinned(&pins.0).expect("load over another version");
+    assert_eq!(recreated.origin(), MapsOrigin::Created);
+}

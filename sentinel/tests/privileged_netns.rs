@@ -85,6 +85,50 @@ fn udp_both_directions_both_families_is_exact_and_lan_counts_zero() {
         "LAN traffic seen ({lan_seen}) but not counted: {t:?}"
     );
     assert_eq!(get(&t, "errors"), 0);
+    // The pinned maps are live for bpftool.
+    let dump = std::process::Command::new("bpftool")
+        .args(["map", "dump", "pinned"])
+        .arg(pins.0.join("SNT_TOTALS"))
+        .output()
+        .expect("bpftool");
+    assert!(
+        dump.status.success() && !dump.stdout.is_empty(),
+        "bpftool map dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    daemon.stop();
+}
+
+#[test]
+fn a_recreated_interface_is_reattached_and_counting_goes_on() {
+    let lab = lab();
+    let pins = PinDir::new("recreate");
+    let _sink = UdpSink::bind(&lab.wan, PORT).expect("sink");
+    let daemon = Daemon::start(&lab, &pins.0, &[]);
+    let before = send_udp(&lab.nas, WAN_V4.into(), PORT, 500, 300).expect("send") as u64;
+    daemon.wait_for("the first burst", Duration::from_secs(10), |t| {
+        get(t, "up_packets") == before
+    });
+    lab.recreate_nas_link().expect("re-creating eth0");
+    // Within a couple of seconds the daemon notices (netlink) and attaches to the new ifindex.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !daemon.log().iter().any(|l| l.contains("re-attaching")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no re-attach logged: {:?}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = send_udp(&lab.nas, WAN_V4.into(), PORT, 500, 300).expect("send") as u64;
+    let t = daemon.wait_for("the second burst", Duration::from_secs(10), |t| {
+        get(t, "up_packets") >= before + after
+    });
+    assert_eq!(
+        get(&t, "up_bytes"),
+        (before + after) * udp_ip_len(500, false)
+    );
     daemon.stop();
 }
 

@@ -572,3 +572,75 @@ pub fn tcp_transfer(
         .map_err(|_| anyhow::anyhow!("receiver thread panicked"))??;
     Ok((sender, receiver))
 }
+
+impl Lab {
+    /// Deletes the NAS's eth0 and creates it again (same name and addresses, a new ifindex), as a
+    /// driver reload or a container runtime re-creating an interface would.
+    pub fn recreate_nas_link(&self) -> anyhow::Result<()> {
+        ip(&["-n", &self.nas, "link", "del", "eth0"])?;
+        ip(&[
+            "-n", &self.nas, "link", "add", "eth0", "address", MAC_NAS, "type", "veth", "peer",
+            "name", "nas0", "netns", &self.rtr,
+        ])?;
+        ip(&["-n", &self.rtr, "link", "set", "nas0", "master", "br0"])?;
+        ip(&[
+            "-n",
+            &self.nas,
+            "addr",
+            "add",
+            "192.168.50.10/24",
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &self.nas,
+            "addr",
+            "add",
+            "2001:db8:aa00:1::10/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ])?;
+        ip(&["-n", &self.rtr, "link", "set", "nas0", "up"])?;
+        ip(&["-n", &self.nas, "link", "set", "eth0", "up"])?;
+        ip(&[
+            "-n",
+            &self.nas,
+            "route",
+            "add",
+            "default",
+            "via",
+            "192.168.50.1",
+        ])?;
+        ip(&[
+            "-n",
+            &self.nas,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:aa00:1::1",
+        ])?;
+        for (a, mac) in [
+            ("192.168.50.1", MAC_RTR_LAN),
+            ("2001:db8:aa00:1::1", MAC_RTR_LAN),
+        ] {
+            ip(&[
+                "-n",
+                &self.nas,
+                "neigh",
+                "replace",
+                a,
+                "lladdr",
+                mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ])?;
+        }
+        Ok(())
+    }
+}
