@@ -14,6 +14,13 @@ pub enum Which {
         #[arg(long)]
         quick: bool,
     },
+    /// The daemon in the namespace lab: the highest 64-byte UDP rate counted exactly, CPU seconds
+    /// per million packets and peak RSS, beside the idle daemon.
+    Capture {
+        /// Two short steps: a smoke test of the benchmark itself.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
@@ -27,6 +34,30 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
                 "sentinel",
                 "--example",
                 "bench_classifier",
+                "--",
+            ];
+            if quick {
+                args.push("--quick");
+            }
+            setup::cargo(&args)
+        }
+        Which::Capture { quick } => {
+            // The example runs the daemon binary built next to it.
+            setup::cargo(&[
+                "build",
+                "--release",
+                "-p",
+                "sentinel",
+                "--bins",
+                "--examples",
+            ])?;
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "sentinel",
+                "--example",
+                "bench_capture",
                 "--",
             ];
             if quick {

@@ -644,3 +644,59 @@ impl Lab {
         Ok(())
     }
 }
+
+/// Sends 64-byte IP packets (UDP) from a thread in `ns` to `dst:port` at about `rate` packets per
+/// second (0: as fast as possible) for `duration`, with `sendmmsg` batches; returns how many the
+/// kernel accepted. Bounded by `duration`.
+pub fn blast_udp(
+    ns: &str,
+    dst: IpAddr,
+    port: u16,
+    rate: u64,
+    duration: std::time::Duration,
+) -> anyhow::Result<u64> {
+    use std::{os::fd::AsRawFd, time::Instant};
+    Lab::in_ns(ns, move || {
+        let bind: std::net::SocketAddr = if dst.is_ipv6() {
+            "[::]:0".parse()?
+        } else {
+            "0.0.0.0:0".parse()?
+        };
+        let socket = std::net::UdpSocket::bind(bind)?;
+        socket.connect((dst, port))?;
+        // 64-byte IP packets: IPv4 20 + UDP 8 + 36, IPv6 40 + 8 + 16.
+        let payload = vec![0u8; if dst.is_ipv6() { 16 } else { 36 }];
+        const BATCH: usize = 64;
+        let mut iov: Vec<libc::iovec> = (0..BATCH)
+            .map(|_| libc::iovec {
+                iov_base: payload.as_ptr() as *mut libc::c_void,
+                iov_len: payload.len(),
+            })
+            .collect();
+        // SAFETY: zeroed mmsghdr is valid (null name, no control); each points at one iovec.
+        let mut msgs: Vec<libc::mmsghdr> =
+            (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < duration {
+            if rate > 0 {
+                let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                if sent >= due {
+                    std::thread::yield_now();
+                    continue;
+                }
+            }
+            // SAFETY: `msgs` holds BATCH valid headers pointing at live buffers.
+            let n =
+                unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+            if n > 0 {
+                sent += n as u64;
+            }
+        }
+        Ok(sent)
+    })
+}

@@ -1,0 +1,182 @@
+//! `cargo xtask bench capture`: the daemon on a lab NAS, 64-byte UDP packets at rising rates; for
+//! each rate, whether the counts are exact, the daemon's CPU seconds per million packets, and its
+//! peak RSS. The idle row (0 packets/s) is the baseline measured in the same run. Needs root.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::IpAddr,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use xtask::lab::{Lab, NAS_V4, NAS_V6, UdpSink, WAN_V4, WAN_V6, blast_udp};
+
+const PORT: u16 = 9100;
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let step = Duration::from_secs(if quick { 1 } else { 3 });
+    let rates: &[u64] = if quick {
+        &[0, 50_000]
+    } else {
+        &[0, 50_000, 100_000, 200_000, 400_000, 0]
+    };
+    let lab = Lab::create()?;
+    let pins = format!("/sys/fs/bpf/sentinel-bench-{}", std::process::id());
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{}", lab.nas))
+        .arg("--")
+        .arg(daemon_path()?)
+        .env("MONITOR_IFACE", "eth0")
+        .env("PRINT_INTERVAL", "1")
+        .env("BPF_PIN_DIR", &pins)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the daemon")?;
+    let pid = child.id();
+    let last = Arc::new(Mutex::new(String::new()));
+    let stdout = child.stdout.take().context("stdout")?;
+    let l = last.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("totals ") {
+                *l.lock().unwrap_or_else(|p| p.into_inner()) = line;
+            }
+        }
+    });
+    let result = run(&lab, pid, &last, rates, step);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&pins);
+    drop(lab);
+    result
+}
+
+fn run(
+    lab: &Lab,
+    pid: u32,
+    last: &Arc<Mutex<String>>,
+    rates: &[u64],
+    step: Duration,
+) -> anyhow::Result<()> {
+    let _sinks = [
+        UdpSink::bind(&lab.wan, PORT)?,
+        UdpSink::bind(&lab.nas, PORT)?,
+    ];
+    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "capture benchmark: 64-byte IP packets (UDP) through the lab NAS's eth0, {step:?} per step."
+    );
+    println!(
+        "The idle row (0 pps) is the baseline; the unlimited row (\"max\") is the generator's ceiling."
+    );
+    println!();
+    println!(
+        "{:<6} {:>10} {:>12} {:>12} {:>7} {:>14} {:>10}",
+        "family", "target pps", "sent pps", "counted", "exact", "CPU s / Mpkt", "CPU %"
+    );
+    for v6 in [false, true] {
+        for (i, &rate) in rates.iter().enumerate() {
+            let idle = rate == 0 && i == 0;
+            let before = (counted(last, v6)?, cpu_seconds(pid)?, Instant::now());
+            let sent = if idle {
+                std::thread::sleep(step);
+                0
+            } else {
+                let (from, to): (&str, IpAddr) = if v6 {
+                    (&lab.nas, WAN_V6.into())
+                } else {
+                    (&lab.nas, WAN_V4.into())
+                };
+                blast_udp(from, to, PORT, rate, step)?
+            };
+            let elapsed = before.2.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(pid)? - before.1;
+            // Wait for the daemon to print counts that include the whole step.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut got = counted(last, v6)? - before.0;
+            while got < sent && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                got = counted(last, v6)? - before.0;
+            }
+            std::thread::sleep(Duration::from_millis(1200));
+            got = counted(last, v6)? - before.0;
+            let label = if idle {
+                "0".to_owned()
+            } else if rate == 0 {
+                "max".to_owned()
+            } else {
+                rate.to_string()
+            };
+            let per_m = if sent > 0 {
+                format!("{:.3}", cpu / (sent as f64 / 1e6))
+            } else {
+                "-".to_owned()
+            };
+            println!(
+                "{:<6} {:>10} {:>12.0} {:>12} {:>7} {:>14} {:>9.1}%",
+                if v6 { "IPv6" } else { "IPv4" },
+                label,
+                sent as f64 / elapsed,
+                got,
+                if got == sent { "yes" } else { "NO" },
+                per_m,
+                100.0 * cpu / elapsed
+            );
+        }
+    }
+    println!();
+    println!(
+        "daemon peak RSS: {} kB (goal: under 25 MB)",
+        peak_rss_kb(pid)?
+    );
+    let _ = (NAS_V4, NAS_V6);
+    Ok(())
+}
+
+/// Up packets of one family, from the daemon's last totals line (both families are summed in the
+/// line, and each step sends only one family, so the difference is that family's).
+fn counted(last: &Arc<Mutex<String>>, _v6: bool) -> anyhow::Result<u64> {
+    let line = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("up_packets="))
+        .and_then(|v| v.parse().ok())
+        .context("no totals line yet")
+}
+
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM")
+}
+
+fn daemon_path() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/release/examples/bench_capture -> target/release/sentinel
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .context("target dir")?;
+    Ok(dir.join("sentinel"))
+}
