@@ -1,11 +1,14 @@
 //! NetTraffic-Sentinel: the daemon's library. `main.rs` only parses the configuration and calls
 //! [`run::run`].
 //!
-//! Data flows one way: [`capture`] -> meter -> store / api. Only `capture` knows aya.
+//! Data flows one way: [`capture`] -> meter -> [`store`] / api. Only `capture` knows aya; only
+//! `store` knows rusqlite.
 
 pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod iface;
 pub mod run;
+pub mod store;
 pub mod testkit;
+pub mod timebucket;
