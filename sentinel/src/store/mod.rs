@@ -426,3 +426,6 @@ pub(crate) fn to_sql_count(n: u64) -> i64 {
 pub(crate) fn from_sql_count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

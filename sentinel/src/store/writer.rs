@@ -239,7 +239,12 @@ impl Writer {
 }
 
 /// Writes one batch: hours, remotes, checkpoint, sequence number.
-fn write_batch(conn: &Connection, batch: &Batch, seq: u64, stamp: &str) -> rusqlite::Result<()> {
+pub(crate) fn write_batch(
+    conn: &Connection,
+    batch: &Batch,
+    seq: u64,
+    stamp: &str,
+) -> rusqlite::Result<()> {
     let mut upsert = conn.prepare_cached(
         "INSERT INTO traffic_hourly (start_utc, hour_ts, utc_offset, up_bytes, down_bytes, \
          up_packets, down_packets, up_wire_bytes, down_wire_bytes, created_at, updated_at) \
