@@ -52,7 +52,14 @@ fn the_fall_back_day_has_25_distinct_hours_and_an_exact_total() {
     let days = store.series(day, day, Granularity::Day).expect("day");
     assert_eq!(days.points[0].traffic.up.ip_bytes, 1500);
     assert_eq!(days.points[0].traffic.down.ip_bytes, 3000);
-    assert_eq!(store.today_hours(local(tz, "2024-11-03 23:59:00")).expect("today").points.len(), 25);
+    assert_eq!(
+        store
+            .today_hours(local(tz, "2024-11-03 23:59:00"))
+            .expect("today")
+            .points
+            .len(),
+        25
+    );
 
     // Stored: 25 rows for the day, and the seed's view still sums the exact day.
     store.flush_now().expect("flush");
@@ -91,7 +98,12 @@ fn the_spring_forward_day_has_23_hours_and_an_exact_total() {
     let day = date("2024-03-10");
     let hours = store.series(day, day, Granularity::Hour).expect("hours");
     assert_eq!(hours.points.len(), 23);
-    assert!(!hours.points.iter().any(|p| p.period.label() == "2024-03-10 02:00:00"));
+    assert!(
+        !hours
+            .points
+            .iter()
+            .any(|p| p.period.label() == "2024-03-10 02:00:00")
+    );
     assert_eq!(hours.total.up.ip_bytes, 23 * 60);
     let month = store
         .series(date("2024-03-01"), date("2024-03-31"), Granularity::Month)
@@ -113,8 +125,7 @@ fn half_and_quarter_hour_zones_get_exact_local_days() {
     for (tz, offset) in [("Asia/Kolkata", 19_800_i64), ("Asia/Kathmandu", 20_700)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = TestClock::at(utc("2025-03-20 00:00:00"));
-        let store =
-            Store::open(dir.path().join("t.db"), zone(tz), options(clock)).expect("open");
+        let store = Store::open(dir.path().join("t.db"), zone(tz), options(clock)).expect("open");
         // One byte every 5 minutes from 2025-03-14 00:00 UTC to 2025-03-17 00:00 UTC.
         let start = utc("2025-03-14 00:00:00");
         for i in 0..(3 * 288) {
@@ -136,7 +147,10 @@ fn half_and_quarter_hour_zones_get_exact_local_days() {
             .series(date("2025-03-15"), date("2025-03-15"), Granularity::Hour)
             .expect("hours");
         assert_eq!(hours.points.len(), 24, "{tz}");
-        assert!(hours.points.iter().all(|p| p.traffic.up.ip_bytes == 12), "{tz}");
+        assert!(
+            hours.points.iter().all(|p| p.traffic.up.ip_bytes == 12),
+            "{tz}"
+        );
     }
 }
 
@@ -156,7 +170,8 @@ fn a_tz_change_relabels_history_and_changing_back_restores_it() {
             .expect("rows")
     };
     {
-        let store = Store::open(&path, zone("Asia/Shanghai"), options(clock.clone())).expect("open");
+        let store =
+            Store::open(&path, zone("Asia/Shanghai"), options(clock.clone())).expect("open");
         // 10 bytes in every UTC hour of 2025-03-14 and 2025-03-15.
         let start = utc("2025-03-14 00:00:00");
         for h in 0..48 {
@@ -180,7 +195,8 @@ fn a_tz_change_relabels_history_and_changing_back_restores_it() {
         assert_eq!(rows(&path)[0].1, "2025-03-14 00:00:00");
     }
     {
-        let store = Store::open(&path, zone("Asia/Kolkata"), options(clock.clone())).expect("reopen");
+        let store =
+            Store::open(&path, zone("Asia/Kolkata"), options(clock.clone())).expect("reopen");
         // Each hour counts in the local hour where it began: 00:00 UTC is 05:30 IST, so the hours
         // beginning 00:00-18:00 UTC on 03-14 fall on 03-14 IST (19 of them).
         let days = store

@@ -93,16 +93,17 @@ pub(crate) fn migrate_seed(conn: &Connection, zone: Zone) -> Result<LegacyReport
                     .ok_or_else(|| bad("hour_ts", Some(text), "'YYYY-MM-DD HH:00:00'"))?,
                 (_, text) => return Err(bad("hour_ts", text, "'YYYY-MM-DD HH:00:00'")),
             };
-            let count = |ty: usize, val: usize, column| -> Result<u64, LegacyError> {
-                let value: Option<String> = r.get(val)?;
+            // (column, its typeof(), its text) for each count.
+            let count = |at: usize, ty: usize, text: usize, column| -> Result<u64, LegacyError> {
+                let value: Option<String> = r.get(text)?;
                 if r.get::<_, String>(ty)? != "integer" {
                     return Err(bad(column, value, "a non-negative integer"));
                 }
-                let n: i64 = r.get(val - 7)?;
+                let n: i64 = r.get(at)?;
                 u64::try_from(n).map_err(|_| bad(column, value, "a non-negative integer"))
             };
-            let up = count(7, 10, "up_bytes")?;
-            let down = count(8, 11, "down_bytes")?;
+            let up = count(2, 7, 10, "up_bytes")?;
+            let down = count(3, 8, 11, "down_bytes")?;
             let (start, offset) = match zone.resolve_label(label) {
                 LabelResolution::Single(slot) => (slot.start, slot.offset),
                 LabelResolution::Ambiguous(earlier, _) => {
@@ -115,7 +116,8 @@ pub(crate) fn migrate_seed(conn: &Connection, zone: Zone) -> Result<LegacyReport
                     (start, zone.offset_at(start))
                 }
             };
-            let (created_at, updated_at) = (r.get(4)?, r.get(5)?);
+            let created_at: Option<String> = r.get(4)?;
+            let updated_at: Option<String> = r.get(5)?;
             match rows.get_mut(&start) {
                 Some(row) => {
                     row.up = row.up.saturating_add(up);
