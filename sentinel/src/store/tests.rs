@@ -225,3 +225,51 @@ fn a_batch_committed_without_our_knowing_is_released_not_written_twice() {
     assert_eq!(today_up(&store), 300, "neither doubled nor lost");
     assert_eq!(store.shared.pending.counts().hours, 0);
 }
+
+#[test]
+fn a_flush_cannot_slip_between_a_query_s_snapshot_and_its_copy_of_pending_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("traffic.db");
+    let store =
+        Arc::new(Store::open(&path, Zone::UTC, options(Duration::from_secs(3600))).expect("open"));
+    store.record(&Sample {
+        at: NOW,
+        up: bytes(100),
+        ..Sample::default()
+    });
+    let (in_take, go) = std::sync::mpsc::channel();
+    let reader = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store
+                .shared
+                .read(
+                    |pending| {
+                        in_take.send(()).expect("signal");
+                        // A flush that tried to commit now would release the batch from memory
+                        // after this query's database snapshot was taken.
+                        std::thread::sleep(Duration::from_millis(300));
+                        pending.hours_in(i64::MIN, i64::MAX)
+                    },
+                    |conn, pending| {
+                        let stored: i64 = conn.query_row(
+                            "SELECT COALESCE(SUM(up_bytes), 0) FROM traffic_hourly",
+                            [],
+                            |r| r.get(0),
+                        )?;
+                        let unflushed: u64 = pending.iter().map(|(_, t)| t.up.ip_bytes).sum();
+                        Ok(u64::try_from(stored).unwrap_or(0) + unflushed)
+                    },
+                )
+                .expect("read")
+        })
+    };
+    go.recv().expect("reader inside");
+    store.flush_now().expect("flush");
+    assert_eq!(
+        reader.join().expect("reader"),
+        100,
+        "the batch was lost or doubled"
+    );
+    assert_eq!(stored_up(&path).0, 100);
+}
