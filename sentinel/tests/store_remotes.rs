@@ -59,21 +59,15 @@ fn closed_days_keep_their_top_n_and_an_exact_other_total() {
     record_remotes(&store, utc("2025-03-14 12:00:00"), &day1);
     store.flush_now().expect("flush");
     let d14 = date("2025-03-14");
-    // The day is open: every remote is stored, the ranking is exact.
+    // The day is open: every remote is stored (so the day's final ranking will be exact); queries
+    // read its current top N.
     assert_eq!(rows_of_day(&path, "2025-03-14"), 10);
     let top = store.top_remotes(d14, d14, 5).expect("top");
-    assert_eq!(
-        ranking(&top),
-        [
-            (ip(10), 1000),
-            (ip(9), 900),
-            (ip(8), 800),
-            (ip(7), 700),
-            (ip(6), 600)
-        ]
-    );
+    assert_eq!(ranking(&top), [(ip(10), 1000), (ip(9), 900), (ip(8), 800)]);
     assert_eq!(all_bytes(&top), 5500);
-    assert_eq!(top.distinct, 10);
+    assert_eq!(top.distinct, 3);
+    let top = store.top_remotes(d14, d14, 2).expect("top");
+    assert_eq!(top.other.up_bytes + top.other.down_bytes, 3600);
 
     // Next day: the first flush compacts 03-14 to its top 3.
     clock.set(utc("2025-03-15 00:05:00"));
@@ -181,4 +175,65 @@ fn retention_deletes_old_days_and_growth_is_bounded() {
         .expect("top");
     assert_eq!(ranking(&kept)[0].1, 2000);
     assert_eq!(all_bytes(&kept), 2000 * 2001 / 2);
+}
+
+#[test]
+fn closed_months_are_ranked_from_their_own_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("traffic.db");
+    let clock = TestClock::at(utc("2025-02-01 12:00:00"));
+    let store = open(&path, clock.clone(), 5, 400);
+    // Every day of February: remote i gets i bytes, plus remote 200+day gets 1000 bytes that day
+    // only; remote 100 gets 300 bytes a day (never in a day's top 5, first of the month).
+    for day in 1..=28u8 {
+        let at = utc(&format!("2025-02-{day:02} 12:00:00"));
+        clock.set(at);
+        let mut list: Vec<(IpAddr, u64, u64)> =
+            (1..=9u8).map(|i| (ip(i), u64::from(i), 0)).collect();
+        list.push((ip(200 + day / 10), 0, 1000));
+        list.push((ip(100), 150, 150));
+        record_remotes(&store, at, &list);
+        store.flush_now().expect("flush");
+    }
+    clock.set(utc("2025-03-01 00:10:00"));
+    store.flush_now().expect("flush builds February");
+    let monthly: i64 = inspect(&path)
+        .query_row("SELECT COUNT(*) FROM remote_monthly", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(monthly, 5);
+    let feb = store
+        .top_remotes(date("2025-02-01"), date("2025-02-28"), 3)
+        .expect("february");
+    // Per day the top 5 are 200+day/10 (1000), 100 (300), 9, 8, 7.
+    assert_eq!(
+        ranking(&feb),
+        [(ip(201), 10_000), (ip(200), 9000), (ip(202), 9000)]
+    );
+    let four = store
+        .top_remotes(date("2025-02-01"), date("2025-02-28"), 4)
+        .expect("february");
+    assert_eq!(ranking(&four)[3], (ip(100), 8400));
+    let every_byte = 28 * (45 + 1000 + 300);
+    assert_eq!(all_bytes(&feb), every_byte);
+    // Read day by day (the range does not cover the month whole).
+    let most = store
+        .top_remotes(date("2025-02-02"), date("2025-02-28"), 4)
+        .expect("days");
+    assert_eq!(
+        ranking(&most),
+        [
+            (ip(201), 10_000),
+            (ip(202), 9000),
+            (ip(100), 8100),
+            (ip(200), 8000)
+        ]
+    );
+    // A late byte for a February day re-ranks that day and rebuilds the month.
+    record_remotes(&store, utc("2025-02-28 23:59:59"), &[(ip(77), 20_000, 0)]);
+    store.flush_now().expect("flush");
+    let feb = store
+        .top_remotes(date("2025-02-01"), date("2025-02-28"), 1)
+        .expect("february");
+    assert_eq!(ranking(&feb), [(ip(77), 20_000)]);
+    assert_eq!(all_bytes(&feb), every_byte + 20_000);
 }

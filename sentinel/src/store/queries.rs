@@ -257,18 +257,13 @@ fn stored_hours(
     rows.collect()
 }
 
-/// Stored traffic per local day (day number) for labels in `[from, to)`.
-fn stored_days(conn: &Connection, from: i64, to: i64) -> rusqlite::Result<Vec<(i64, Traffic)>> {
+/// Stored traffic per local day (day number) of the days `[first, last]` (from `traffic_day`,
+/// which triggers keep equal to the sums of `traffic_hourly` by label day).
+fn stored_days(conn: &Connection, first: i64, last: i64) -> rusqlite::Result<Vec<(i64, Traffic)>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT (start_utc + utc_offset - ((start_utc + utc_offset) % 86400 + 86400) % 86400) \
-         / 86400 AS day, SUM(up_bytes), SUM(down_bytes), SUM(up_packets), SUM(down_packets), \
-         SUM(up_wire_bytes), SUM(down_wire_bytes) FROM traffic_hourly WHERE {LABEL_RANGE} \
-         GROUP BY day"
+        "SELECT day, {COUNTER_COLUMNS} FROM traffic_day WHERE day >= ?1 AND day <= ?2"
     ))?;
-    let rows = stmt.query_map(
-        params![from - START_MARGIN, to + START_MARGIN, from, to],
-        |r| Ok((r.get(0)?, read_traffic(r, 1)?)),
-    )?;
+    let rows = stmt.query_map([first, last], |r| Ok((r.get(0)?, read_traffic(r, 1)?)))?;
     rows.collect()
 }
 
@@ -279,9 +274,10 @@ fn day_totals(
     last: NaiveDate,
 ) -> Result<HashMap<i64, Traffic>, DbError> {
     let (from, to) = label_bounds(first, last);
+    let (d1, d2) = (day_of_date(first), day_of_date(last));
     let (stored, pending) = store.shared.read(
         |p| p.hours_in(from, to),
-        |conn, pending| Ok((stored_days(conn, from, to)?, pending)),
+        |conn, pending| Ok((stored_days(conn, d1, d2)?, pending)),
     )?;
     let mut days: HashMap<i64, Traffic> = stored.into_iter().collect();
     for (slot, traffic) in pending {
@@ -509,14 +505,17 @@ impl Store {
             .into());
         }
         let (d1, d2) = (day_of_date(first), day_of_date(last));
-        let ((mut by_ip, mut other), (pending, pending_other)) = self.shared.read(
+        let keep = self.shared.options.top_remotes_per_day;
+        let (stored, (pending, pending_other)) = self.shared.read(
             |p| p.remotes_in(d1, d2),
-            |conn, pending| Ok((remotes::totals(conn, d1, d2)?, pending)),
+            |conn, pending| Ok((remotes::stored(conn, d1, d2, keep)?, pending)),
         )?;
+        let (mut by_ip, mut all) = (stored.by_ip, stored.total);
         for (ip, c) in pending {
             add_remote(by_ip.entry(ip).or_default(), &c);
+            add_remote(&mut all, &c);
         }
-        add_remote(&mut other, &pending_other);
+        add_remote(&mut all, &pending_other);
         let total = |c: &RemoteCounters| c.up_bytes.saturating_add(c.down_bytes);
         let mut ranked: Vec<RemoteTotal> = by_ip
             .into_iter()
@@ -528,10 +527,18 @@ impl Store {
                 .cmp(&total(&a.counters))
                 .then_with(|| a.ip.cmp(&b.ip))
         });
-        for rest in ranked.iter().skip(limit) {
-            add_remote(&mut other, &rest.counters);
-        }
         ranked.truncate(limit);
+        // Everything not listed: the total minus the list (saturating: hand-edited rows could
+        // make the lists exceed the totals).
+        let mut other = all;
+        for listed in &ranked {
+            other.up_bytes = other.up_bytes.saturating_sub(listed.counters.up_bytes);
+            other.down_bytes = other.down_bytes.saturating_sub(listed.counters.down_bytes);
+            other.up_packets = other.up_packets.saturating_sub(listed.counters.up_packets);
+            other.down_packets = other
+                .down_packets
+                .saturating_sub(listed.counters.down_packets);
+        }
         Ok(TopRemotes {
             remotes: ranked,
             other,

@@ -30,10 +30,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Never edit a published one: add the next number.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "hourly history with UTC anchors, per-day remotes, capture checkpoint",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "hourly history with UTC anchors, per-day remotes, capture checkpoint",
+        sql: r#"
 CREATE TABLE traffic_hourly (
     start_utc       INTEGER PRIMARY KEY,
     hour_ts         TEXT    NOT NULL,
@@ -81,7 +82,66 @@ CREATE TABLE capture_checkpoint (
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "per-day traffic totals kept by triggers, per-day remote totals, monthly remote lists",
+        sql: r#"
+CREATE TABLE traffic_day (
+    day             INTEGER PRIMARY KEY,
+    up_bytes        INTEGER NOT NULL DEFAULT 0,
+    down_bytes      INTEGER NOT NULL DEFAULT 0,
+    up_packets      INTEGER NOT NULL DEFAULT 0,
+    down_packets    INTEGER NOT NULL DEFAULT 0,
+    up_wire_bytes   INTEGER NOT NULL DEFAULT 0,
+    down_wire_bytes INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO traffic_day (day, up_bytes, down_bytes, up_packets, down_packets, up_wire_bytes, down_wire_bytes)
+SELECT ((start_utc + utc_offset) - (((start_utc + utc_offset) % 86400) + 86400) % 86400) / 86400, SUM(up_bytes), SUM(down_bytes), SUM(up_packets), SUM(down_packets), SUM(up_wire_bytes), SUM(down_wire_bytes)
+FROM traffic_hourly GROUP BY 1;
+-- No OR IGNORE inside the triggers: the firing statement's conflict policy would override it.
+CREATE TRIGGER traffic_day_on_insert AFTER INSERT ON traffic_hourly BEGIN
+    INSERT INTO traffic_day (day) SELECT ((NEW.start_utc + NEW.utc_offset) - (((NEW.start_utc + NEW.utc_offset) % 86400) + 86400) % 86400) / 86400
+        WHERE NOT EXISTS (SELECT 1 FROM traffic_day WHERE day = ((NEW.start_utc + NEW.utc_offset) - (((NEW.start_utc + NEW.utc_offset) % 86400) + 86400) % 86400) / 86400);
+    UPDATE traffic_day SET up_bytes = up_bytes + NEW.up_bytes, down_bytes = down_bytes + NEW.down_bytes, up_packets = up_packets + NEW.up_packets, down_packets = down_packets + NEW.down_packets, up_wire_bytes = up_wire_bytes + NEW.up_wire_bytes, down_wire_bytes = down_wire_bytes + NEW.down_wire_bytes WHERE day = ((NEW.start_utc + NEW.utc_offset) - (((NEW.start_utc + NEW.utc_offset) % 86400) + 86400) % 86400) / 86400;
+END;
+CREATE TRIGGER traffic_day_on_delete AFTER DELETE ON traffic_hourly BEGIN
+    UPDATE traffic_day SET up_bytes = up_bytes - OLD.up_bytes, down_bytes = down_bytes - OLD.down_bytes, up_packets = up_packets - OLD.up_packets, down_packets = down_packets - OLD.down_packets, up_wire_bytes = up_wire_bytes - OLD.up_wire_bytes, down_wire_bytes = down_wire_bytes - OLD.down_wire_bytes WHERE day = ((OLD.start_utc + OLD.utc_offset) - (((OLD.start_utc + OLD.utc_offset) % 86400) + 86400) % 86400) / 86400;
+END;
+CREATE TRIGGER traffic_day_on_update AFTER UPDATE ON traffic_hourly BEGIN
+    UPDATE traffic_day SET up_bytes = up_bytes - OLD.up_bytes, down_bytes = down_bytes - OLD.down_bytes, up_packets = up_packets - OLD.up_packets, down_packets = down_packets - OLD.down_packets, up_wire_bytes = up_wire_bytes - OLD.up_wire_bytes, down_wire_bytes = down_wire_bytes - OLD.down_wire_bytes WHERE day = ((OLD.start_utc + OLD.utc_offset) - (((OLD.start_utc + OLD.utc_offset) % 86400) + 86400) % 86400) / 86400;
+    INSERT INTO traffic_day (day) SELECT ((NEW.start_utc + NEW.utc_offset) - (((NEW.start_utc + NEW.utc_offset) % 86400) + 86400) % 86400) / 86400
+        WHERE NOT EXISTS (SELECT 1 FROM traffic_day WHERE day = ((NEW.start_utc + NEW.utc_offset) - (((NEW.start_utc + NEW.utc_offset) % 86400) + 86400) % 86400) / 86400);
+    UPDATE traffic_day SET up_bytes = up_bytes + NEW.up_bytes, down_bytes = down_bytes + NEW.down_bytes, up_packets = up_packets + NEW.up_packets, down_packets = down_packets + NEW.down_packets, up_wire_bytes = up_wire_bytes + NEW.up_wire_bytes, down_wire_bytes = down_wire_bytes + NEW.down_wire_bytes WHERE day = ((NEW.start_utc + NEW.utc_offset) - (((NEW.start_utc + NEW.utc_offset) % 86400) + 86400) % 86400) / 86400;
+END;
+CREATE TABLE remote_day_totals (
+    day          INTEGER PRIMARY KEY,
+    up_bytes     INTEGER NOT NULL DEFAULT 0,
+    down_bytes   INTEGER NOT NULL DEFAULT 0,
+    up_packets   INTEGER NOT NULL DEFAULT 0,
+    down_packets INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO remote_day_totals (day, up_bytes, down_bytes, up_packets, down_packets)
+SELECT day, SUM(up_bytes), SUM(down_bytes), SUM(up_packets), SUM(down_packets) FROM (
+    SELECT day, up_bytes, down_bytes, up_packets, down_packets FROM remote_daily
+    UNION ALL
+    SELECT day, up_bytes, down_bytes, up_packets, down_packets FROM remote_daily_other
+) GROUP BY day;
+DROP TABLE remote_daily_other;
+CREATE INDEX remote_daily_rank ON remote_daily (day, up_bytes + down_bytes DESC);
+CREATE TABLE remote_monthly (
+    month        INTEGER NOT NULL,
+    ip           BLOB    NOT NULL,
+    up_bytes     INTEGER NOT NULL DEFAULT 0,
+    down_bytes   INTEGER NOT NULL DEFAULT 0,
+    up_packets   INTEGER NOT NULL DEFAULT 0,
+    down_packets INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, ip)
+) WITHOUT ROWID;
+CREATE TABLE remote_months_built (month INTEGER PRIMARY KEY);
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

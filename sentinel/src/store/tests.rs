@@ -273,3 +273,74 @@ fn a_flush_cannot_slip_between_a_query_s_snapshot_and_its_copy_of_pending_data()
     );
     assert_eq!(stored_up(&path).0, 100);
 }
+
+#[test]
+fn a_version_1_database_is_backed_up_and_upgraded_with_its_totals_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("traffic.db");
+    {
+        let conn = Connection::open(&path).expect("create");
+        let v1 = &super::schema::MIGRATIONS[0];
+        assert_eq!(v1.version, 1);
+        conn.execute_batch(v1.sql).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.pragma_update(None, "application_id", super::schema::APPLICATION_ID)
+            .expect("app id");
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('zone', 'UTC'), ('last_flush_seq', 7);
+             INSERT INTO traffic_hourly (start_utc, hour_ts, utc_offset, up_bytes, down_bytes)
+               VALUES (1742000400, '2025-03-15 01:00:00', 0, 10, 20),
+                      (1742004000, '2025-03-15 02:00:00', 0, 1, 2),
+                      (1742090400, '2025-03-16 02:00:00', 0, 100, 200);
+             INSERT INTO remote_daily (day, ip, up_bytes, down_bytes) VALUES (20162, x'CB007101', 5, 6);
+             INSERT INTO remote_daily_other (day, up_bytes, down_bytes) VALUES (20162, 50, 60);",
+        )
+        .expect("v1 rows");
+    }
+    let store = Store::open(&path, Zone::UTC, options(Duration::from_secs(3600))).expect("upgrade");
+    let report = store.open_report().clone();
+    assert_eq!(report.migrations.len(), 1, "{report:?}");
+    let backup = report.backup.expect("backup before the upgrade");
+    let old_version: i64 = Connection::open(&backup)
+        .expect("backup")
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(old_version, 1);
+    let conn = Connection::open(&path).expect("inspect");
+    let days: Vec<(i64, i64, i64)> = conn
+        .prepare("SELECT day, up_bytes, down_bytes FROM traffic_day ORDER BY day")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(days, [(20162, 11, 22), (20163, 100, 200)]);
+    let remote_total: (i64, i64) = conn
+        .query_row(
+            "SELECT up_bytes, down_bytes FROM remote_day_totals WHERE day = 20162",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("remote totals");
+    assert_eq!(remote_total, (55, 66));
+    let day = chrono::NaiveDate::from_ymd_opt(2025, 3, 15).expect("date");
+    let top = store.top_remotes(day, day, 10).expect("top");
+    assert_eq!(top.remotes.len(), 1);
+    assert_eq!(top.other.up_bytes, 50);
+    // The triggers keep the totals right through the seed README's own clean-up query.
+    conn.execute(
+        "DELETE FROM traffic_hourly WHERE hour_ts < '2025-03-15 02:00:00'",
+        [],
+    )
+    .expect("user delete");
+    let left: i64 = conn
+        .query_row(
+            "SELECT up_bytes FROM traffic_day WHERE day = 20162",
+            [],
+            |r| r.get(0),
+        )
+        .expect("day");
+    assert_eq!(left, 1);
+    assert_eq!(today_up(&store), 1);
+}

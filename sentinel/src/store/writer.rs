@@ -214,8 +214,7 @@ impl Writer {
             options.top_remotes_per_day,
             options.remotes_retention_days,
         )
-        .map_err(fail)?
-        .len();
+        .map_err(fail)?;
         {
             let _gate = self.shared.gate_write();
             if let Err(e) = tx.commit() {
