@@ -7,6 +7,7 @@ use clap::Parser;
 use ipnet::{IpNet, Ipv6Net};
 
 use crate::capture::ebpf::AttachPreference;
+use crate::timebucket::{Zone, ZoneError};
 
 /// Command line and environment.
 #[derive(Debug, Parser)]
@@ -62,6 +63,29 @@ pub struct Cli {
     /// Log format: `text` or `json`. Verbosity comes from `RUST_LOG` (default `info`).
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Time zone of hours, days and months: an IANA name such as `Asia/Shanghai` (from the tz
+    /// database built into the binary). Default: UTC.
+    #[arg(long, env = "TZ", default_value = "UTC")]
+    pub tz: String,
+
+    /// SQLite database file (created with its directory if missing; a Python seed `traffic.db` is
+    /// backed up and migrated in place). The container image sets `/data/traffic.db`.
+    #[arg(long, env = "DB_PATH", default_value = "./data/traffic.db")]
+    pub db_path: PathBuf,
+
+    /// Seconds between flushes of the counters to the database (10-3600); also flushed at shutdown.
+    #[arg(long, env = "SAVE_INTERVAL", default_value_t = 300)]
+    pub save_interval: u64,
+
+    /// Remote addresses kept per day once the day is over (10-100000); the rest are summed as
+    /// "other". About 20 bytes each on disk.
+    #[arg(long, env = "TOP_REMOTES_PER_DAY", default_value_t = 1000)]
+    pub top_remotes_per_day: u32,
+
+    /// Days of per-remote history kept (1-3660).
+    #[arg(long, env = "REMOTES_RETENTION_DAYS", default_value_t = 400)]
+    pub remotes_retention_days: u32,
 }
 
 /// A configuration value that cannot be used.
@@ -94,6 +118,12 @@ pub enum ConfigError {
     /// An unknown log format.
     #[error("LOG_FORMAT: {0:?} is not `text` or `json`")]
     LogFormat(String),
+    /// A `TZ` that is not an IANA zone name.
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    /// An empty `DB_PATH`.
+    #[error("DB_PATH is set but empty")]
+    EmptyDbPath,
 }
 
 /// Log output format.
@@ -130,6 +160,16 @@ pub struct Config {
     pub print_interval: Option<Duration>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Time zone of the history (`TZ`).
+    pub zone: Zone,
+    /// Database file (`DB_PATH`).
+    pub db_path: PathBuf,
+    /// Flush period (`SAVE_INTERVAL`).
+    pub save_interval: Duration,
+    /// Remotes kept per closed day (`TOP_REMOTES_PER_DAY`).
+    pub top_remotes_per_day: u32,
+    /// Days of per-remote history (`REMOTES_RETENTION_DAYS`).
+    pub remotes_retention_days: u32,
 }
 
 impl Cli {
@@ -170,6 +210,23 @@ impl Cli {
             "json" => LogFormat::Json,
             other => return Err(ConfigError::LogFormat(other.to_owned())),
         };
+        let zone = Zone::parse(&self.tz)?;
+        if self.db_path.as_os_str().is_empty() {
+            return Err(ConfigError::EmptyDbPath);
+        }
+        in_range("SAVE_INTERVAL", self.save_interval, 10, 3600)?;
+        in_range(
+            "TOP_REMOTES_PER_DAY",
+            self.top_remotes_per_day.into(),
+            10,
+            100_000,
+        )?;
+        in_range(
+            "REMOTES_RETENTION_DAYS",
+            self.remotes_retention_days.into(),
+            1,
+            3660,
+        )?;
         Ok(Config {
             iface,
             manual_lan_prefixes,
@@ -183,6 +240,11 @@ impl Cli {
             print_interval: (self.print_interval > 0)
                 .then(|| Duration::from_secs(self.print_interval)),
             log_format,
+            zone,
+            db_path: self.db_path,
+            save_interval: Duration::from_secs(self.save_interval),
+            top_remotes_per_day: self.top_remotes_per_day,
+            remotes_retention_days: self.remotes_retention_days,
         })
     }
 }
@@ -289,5 +351,36 @@ mod tests {
             config.inside,
             vec!["203.0.113.7/32".parse::<IpNet>().expect("net")]
         );
+    }
+
+    #[test]
+    fn storage_settings_are_validated() {
+        let config = cli(&[]).expect("defaults are valid");
+        if std::env::var_os("TZ").is_none() {
+            assert_eq!(config.zone, Zone::UTC);
+        }
+        assert_eq!(config.save_interval, Duration::from_secs(300));
+        assert_eq!(config.db_path, PathBuf::from("./data/traffic.db"));
+        assert_eq!(config.top_remotes_per_day, 1000);
+        assert_eq!(config.remotes_retention_days, 400);
+        let config = cli(&["--tz", "America/New_York", "--save-interval", "10"]).expect("valid");
+        assert_eq!(config.zone.name(), "America/New_York");
+        assert_eq!(config.save_interval, Duration::from_secs(10));
+        // Seed D39: an invalid TZ silently became UTC; D4: SAVE_INTERVAL was not checked.
+        let err = cli(&["--tz", "Foo/Bar"]).expect_err("unknown zone");
+        assert!(err.to_string().contains("Foo/Bar"), "{err}");
+        for (flag, value) in [
+            ("--save-interval", "9"),
+            ("--save-interval", "3601"),
+            ("--save-interval", "0"),
+            ("--top-remotes-per-day", "9"),
+            ("--remotes-retention-days", "0"),
+            ("--remotes-retention-days", "3661"),
+        ] {
+            let err = cli(&[flag, value]).expect_err("out of range");
+            assert!(err.to_string().contains("outside"), "{flag} {value}: {err}");
+        }
+        assert!(Cli::try_parse_from(["sentinel", "--save-interval", "-5"]).is_err());
+        assert!(Cli::try_parse_from(["sentinel", "--db-path", ""]).is_err());
     }
 }

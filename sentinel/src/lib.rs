@@ -1,7 +1,8 @@
 //! NetTraffic-Sentinel: the daemon's library. `main.rs` only parses the configuration and calls
 //! [`run::run`].
 //!
-//! Data flows one way: [`capture`] -> meter -> store / api. Only `capture` knows aya.
+//! Data flows one way: [`capture`] -> meter -> [`store`] / api. Only `capture` knows aya; only
+//! `store` knows rusqlite.
 
 pub mod addrwatch;
 pub mod capture;
@@ -11,4 +12,6 @@ pub mod drain;
 pub mod iface;
 pub mod run;
 pub mod status;
+pub mod store;
 pub mod testkit;
+pub mod timebucket;

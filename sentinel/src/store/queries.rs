@@ -1,0 +1,567 @@
+//! Read queries for the API, as plain structs. Every query:
+//! - takes local dates (and `now` where "today" matters) and validates them into a bounded range,
+//!   returning [`RangeError`] (the API's 400) otherwise;
+//! - reads the database and the pending (unflushed) data in one consistent view and adds them by the
+//!   same rule: an hour belongs to the local day of its label;
+//! - zero-fills: one point per real local hour (23 or 25 on DST days), day or month of the range,
+//!   clamped to the range (a month point covers only the days asked for).
+//!
+//! Knows SQLite; knows nothing of JSON or HTTP.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use chrono::{Datelike as _, Days, NaiveDate, NaiveDateTime};
+use rusqlite::{Connection, params};
+use sentinel_common::abi::{Counters, RemoteCounters};
+
+use super::{DbError, Store, from_sql_count, pending::Traffic, pending::add_remote, remotes};
+use crate::timebucket::{
+    DAY, HourSlot, Zone, add_months, date_of_day, date_of_local_seconds, day_of_date,
+    day_of_local_seconds, floor_hour, local_seconds_of, month_start, naive_of_local_seconds,
+};
+
+/// Longest range at hour granularity, in days.
+pub const MAX_HOUR_DAYS: u64 = 93;
+/// Longest range at day granularity, in days (five years).
+pub const MAX_DAY_DAYS: u64 = 1830;
+/// Longest range at month granularity, in days (ten years).
+pub const MAX_MONTH_DAYS: u64 = 3660;
+/// Longest range for top remotes, in days.
+pub const MAX_TOP_DAYS: u64 = 366;
+/// Most remotes one top query returns.
+pub const MAX_TOP_LIMIT: usize = 1000;
+/// Earliest and latest dates accepted.
+const FIRST_DATE: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid constant date");
+const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 30).expect("valid constant date");
+/// Margin around a label range when selecting by UTC start: more than any UTC offset.
+const START_MARGIN: i64 = 2 * DAY;
+
+/// A request outside what the store answers (the API maps it to 400).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    /// `start` after `end`.
+    #[error("start {start} is after end {end}")]
+    StartAfterEnd {
+        /// First day asked for.
+        start: NaiveDate,
+        /// Last day asked for.
+        end: NaiveDate,
+    },
+    /// Too many days for the granularity.
+    #[error("{days} days is too long a range for {what} (at most {max})")]
+    TooLong {
+        /// The query.
+        what: &'static str,
+        /// Days asked for.
+        days: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A date outside 1970-01-01..9999-12-30.
+    #[error("{date} is outside 1970-01-01..9999-12-30")]
+    DateOutOfRange {
+        /// The date.
+        date: NaiveDate,
+    },
+    /// A top-list size of 0 or beyond the limit.
+    #[error("limit {limit} is outside 1..={max}")]
+    Limit {
+        /// Asked for.
+        limit: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// A query that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request is out of bounds (HTTP 400).
+    #[error(transparent)]
+    Range(#[from] RangeError),
+    /// The database failed (HTTP 500).
+    #[error("reading the traffic database failed")]
+    Db(#[from] DbError),
+}
+
+/// Granularity of a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// Local clock hours.
+    Hour,
+    /// Local days.
+    Day,
+    /// Local calendar months.
+    Month,
+}
+
+/// The period of one point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Period {
+    /// A local hour: its wall-clock start and its UTC offset (two points share a label on the
+    /// fall-back day and differ by offset).
+    Hour {
+        /// Local start, `HH:00`.
+        local: NaiveDateTime,
+        /// Seconds east of UTC.
+        utc_offset: i32,
+    },
+    /// A local day.
+    Day(NaiveDate),
+    /// A month, by its first day.
+    Month(NaiveDate),
+}
+
+impl Period {
+    /// The seed's label: `YYYY-MM-DD HH:00:00`, `YYYY-MM-DD` or `YYYY-MM`.
+    pub fn label(&self) -> String {
+        match self {
+            Period::Hour { local, .. } => local.format("%Y-%m-%d %H:00:00").to_string(),
+            Period::Day(d) => d.format("%Y-%m-%d").to_string(),
+            Period::Month(d) => d.format("%Y-%m").to_string(),
+        }
+    }
+}
+
+/// One point of a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    /// The period.
+    pub period: Period,
+    /// Unix seconds of the period's first instant (within the range).
+    pub start: i64,
+    /// Its traffic, unflushed data included.
+    pub traffic: Traffic,
+}
+
+/// A zero-filled series and its total.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Series {
+    /// Points in time order.
+    pub points: Vec<Point>,
+    /// The sum of the points.
+    pub total: Traffic,
+}
+
+/// Today, this month and this year (local, whole periods).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The local date of `now`.
+    pub today_date: NaiveDate,
+    /// Today.
+    pub today: Traffic,
+    /// This calendar month.
+    pub month: Traffic,
+    /// This calendar year.
+    pub year: Traffic,
+}
+
+/// One remote's traffic over a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteTotal {
+    /// The remote address.
+    pub ip: IpAddr,
+    /// Its traffic.
+    pub counters: RemoteCounters,
+}
+
+/// The top remotes of a range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopRemotes {
+    /// By total bytes, descending (ties by address).
+    pub remotes: Vec<RemoteTotal>,
+    /// Everything else: remotes beyond the list, and those folded into per-day "other" totals.
+    pub other: RemoteCounters,
+    /// Distinct remotes known individually in the range.
+    pub distinct: usize,
+}
+
+fn check_dates(
+    first: NaiveDate,
+    last: NaiveDate,
+    what: &'static str,
+    max: u64,
+) -> Result<(), RangeError> {
+    for date in [first, last] {
+        if !(FIRST_DATE..=LAST_DATE).contains(&date) {
+            return Err(RangeError::DateOutOfRange { date });
+        }
+    }
+    if first > last {
+        return Err(RangeError::StartAfterEnd {
+            start: first,
+            end: last,
+        });
+    }
+    let days = u64::try_from((last - first).num_days() + 1).unwrap_or(u64::MAX);
+    if days > max {
+        return Err(RangeError::TooLong { what, days, max });
+    }
+    Ok(())
+}
+
+fn next_day(d: NaiveDate) -> NaiveDate {
+    d.checked_add_days(Days::new(1)).unwrap_or(d)
+}
+
+/// Label bounds `[from, to)` (local seconds) of the days `first..=last`.
+fn label_bounds(first: NaiveDate, last: NaiveDate) -> (i64, i64) {
+    (
+        local_seconds_of(first.and_time(chrono::NaiveTime::MIN)),
+        local_seconds_of(next_day(last).and_time(chrono::NaiveTime::MIN)),
+    )
+}
+
+fn read_traffic(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Traffic> {
+    let c = |i: usize| -> rusqlite::Result<u64> { Ok(from_sql_count(r.get(at + i)?)) };
+    Ok(Traffic {
+        up: Counters {
+            ip_bytes: c(0)?,
+            packets: c(2)?,
+            wire_bytes: c(4)?,
+        },
+        down: Counters {
+            ip_bytes: c(1)?,
+            packets: c(3)?,
+            wire_bytes: c(5)?,
+        },
+    })
+}
+
+const COUNTER_COLUMNS: &str =
+    "up_bytes, down_bytes, up_packets, down_packets, up_wire_bytes, down_wire_bytes";
+const LABEL_RANGE: &str = "start_utc >= ?1 AND start_utc < ?2 \
+     AND start_utc + utc_offset >= ?3 AND start_utc + utc_offset < ?4";
+
+/// Stored hours whose label is in `[from, to)`, in UTC order.
+fn stored_hours(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> rusqlite::Result<Vec<(HourSlot, Traffic)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT start_utc, utc_offset, {COUNTER_COLUMNS} FROM traffic_hourly \
+         WHERE {LABEL_RANGE} ORDER BY start_utc"
+    ))?;
+    let rows = stmt.query_map(
+        params![from - START_MARGIN, to + START_MARGIN, from, to],
+        |r| {
+            let offset: i64 = r.get(1)?;
+            let slot = HourSlot {
+                start: r.get(0)?,
+                offset: i32::try_from(offset).unwrap_or(0),
+            };
+            Ok((slot, read_traffic(r, 2)?))
+        },
+    )?;
+    rows.collect()
+}
+
+/// Stored traffic per local day (day number) of the days `[first, last]` (from `traffic_day`,
+/// which triggers keep equal to the sums of `traffic_hourly` by label day).
+fn stored_days(conn: &Connection, first: i64, last: i64) -> rusqlite::Result<Vec<(i64, Traffic)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT day, {COUNTER_COLUMNS} FROM traffic_day WHERE day >= ?1 AND day <= ?2"
+    ))?;
+    let rows = stmt.query_map([first, last], |r| Ok((r.get(0)?, read_traffic(r, 1)?)))?;
+    rows.collect()
+}
+
+/// Day totals of `first..=last`: stored plus pending, keyed by day number.
+fn day_totals(
+    store: &Store,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> Result<HashMap<i64, Traffic>, DbError> {
+    let (from, to) = label_bounds(first, last);
+    let (d1, d2) = (day_of_date(first), day_of_date(last));
+    let (stored, pending) = store.shared.read(
+        |p| p.hours_in(from, to),
+        |conn, pending| Ok((stored_days(conn, d1, d2)?, pending)),
+    )?;
+    let mut days: HashMap<i64, Traffic> = stored.into_iter().collect();
+    for (slot, traffic) in pending {
+        days.entry(day_of_local_seconds(slot.label()))
+            .or_default()
+            .add(&traffic);
+    }
+    Ok(days)
+}
+
+fn sum(points: &[Point]) -> Traffic {
+    let mut total = Traffic::default();
+    for p in points {
+        total.add(&p.traffic);
+    }
+    total
+}
+
+impl Store {
+    /// A zero-filled series over the local days `first..=last`.
+    pub fn series(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+        granularity: Granularity,
+    ) -> Result<Series, QueryError> {
+        let zone = self.shared.zone;
+        let points = match granularity {
+            Granularity::Hour => {
+                check_dates(first, last, "hourly series", MAX_HOUR_DAYS)?;
+                self.hour_points(zone, first, last)?
+            }
+            Granularity::Day => {
+                check_dates(first, last, "daily series", MAX_DAY_DAYS)?;
+                let days = day_totals(self, first, last)?;
+                first
+                    .iter_days()
+                    .take_while(|d| *d <= last)
+                    .map(|d| Point {
+                        period: Period::Day(d),
+                        start: zone.day_start(d),
+                        traffic: days.get(&day_of_date(d)).copied().unwrap_or_default(),
+                    })
+                    .collect()
+            }
+            Granularity::Month => {
+                check_dates(first, last, "monthly series", MAX_MONTH_DAYS)?;
+                let days = day_totals(self, first, last)?;
+                let mut points: Vec<Point> = Vec::new();
+                let mut month = month_start(first);
+                while month <= last {
+                    let from = first.max(month);
+                    let next = add_months(month, 1);
+                    let mut traffic = Traffic::default();
+                    for d in from.iter_days().take_while(|d| *d < next && *d <= last) {
+                        if let Some(t) = days.get(&day_of_date(d)) {
+                            traffic.add(t);
+                        }
+                    }
+                    points.push(Point {
+                        period: Period::Month(month),
+                        start: zone.day_start(from),
+                        traffic,
+                    });
+                    if next <= month {
+                        break;
+                    }
+                    month = next;
+                }
+                points
+            }
+        };
+        let total = sum(&points);
+        Ok(Series { points, total })
+    }
+
+    fn hour_points(
+        &self,
+        zone: Zone,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Vec<Point>, DbError> {
+        let (from, to) = label_bounds(first, last);
+        let (stored, pending) = self.shared.read(
+            |p| p.hours_in(from, to),
+            |conn, pending| Ok((stored_hours(conn, from, to)?, pending)),
+        )?;
+        let point = |slot: HourSlot| Point {
+            period: Period::Hour {
+                local: naive_of_local_seconds(slot.label()).unwrap_or_default(),
+                utc_offset: slot.offset,
+            },
+            start: slot.start,
+            traffic: Traffic::default(),
+        };
+        let mut points: Vec<Point> = zone
+            .slots_between(zone.day_start(first), zone.day_start(next_day(last)))
+            .into_iter()
+            .map(point)
+            .collect();
+        let mut index: HashMap<(i64, i32), usize> = points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match p.period {
+                Period::Hour { utc_offset, .. } => {
+                    Some(((floor_hour(p.start + i64::from(utc_offset)), utc_offset), i))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut extra = false;
+        for (slot, traffic) in stored.into_iter().chain(pending) {
+            let key = (slot.label(), slot.offset);
+            let i = match index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    // An hour recorded under another zone's alignment: its own point.
+                    extra = true;
+                    points.push(point(slot));
+                    index.insert(key, points.len() - 1);
+                    points.len() - 1
+                }
+            };
+            if let Some(p) = points.get_mut(i) {
+                p.traffic.add(&traffic);
+            }
+        }
+        if extra {
+            points.sort_by_key(|p| p.start);
+        }
+        Ok(points)
+    }
+
+    /// Today, this month and this year in local time at `now`.
+    pub fn summary(&self, now: i64) -> Result<Summary, QueryError> {
+        let zone = self.shared.zone;
+        let today = zone.local_date(now);
+        let jan1 = NaiveDate::from_ymd_opt(today.year(), 1, 1).unwrap_or(today);
+        let dec31 = NaiveDate::from_ymd_opt(today.year(), 12, 31).unwrap_or(today);
+        let days = day_totals(self, jan1, dec31)?;
+        let (month, today_n) = (today.month(), day_of_date(today));
+        let mut summary = Summary {
+            today_date: today,
+            today: Traffic::default(),
+            month: Traffic::default(),
+            year: Traffic::default(),
+        };
+        for (day, traffic) in &days {
+            summary.year.add(traffic);
+            if date_of_day(*day).month() == month {
+                summary.month.add(traffic);
+            }
+            if *day == today_n {
+                summary.today.add(traffic);
+            }
+        }
+        Ok(summary)
+    }
+
+    /// The 30 local days ending today, zero-filled.
+    pub fn last_30_days(&self, now: i64) -> Result<Series, QueryError> {
+        let today = self.shared.zone.local_date(now);
+        let first = today.checked_sub_days(Days::new(29)).unwrap_or(today);
+        self.series(first, today, Granularity::Day)
+    }
+
+    /// The 12 calendar months ending with the current one, zero-filled.
+    pub fn last_12_months(&self, now: i64) -> Result<Series, QueryError> {
+        let today = self.shared.zone.local_date(now);
+        let first = add_months(today, -11);
+        let last = add_months(today, 1).pred_opt().unwrap_or(today);
+        self.series(first, last, Granularity::Month)
+    }
+
+    /// Every local hour of today (23, 24 or 25), zero-filled.
+    pub fn today_hours(&self, now: i64) -> Result<Series, QueryError> {
+        let today = self.shared.zone.local_date(now);
+        self.series(today, today, Granularity::Hour)
+    }
+
+    /// The first and last local dates with traffic, stored or pending; today for both when empty.
+    pub fn date_range(&self, now: i64) -> Result<(NaiveDate, NaiveDate), QueryError> {
+        let (stored, pending) = self.shared.read(
+            |p| p.first_and_last(),
+            |conn, pending| {
+                let ends = conn.query_row(
+                    "SELECT (SELECT start_utc + utc_offset FROM traffic_hourly ORDER BY start_utc LIMIT 1), \
+                     (SELECT start_utc + utc_offset FROM traffic_hourly ORDER BY start_utc DESC LIMIT 1)",
+                    [],
+                    |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+                )?;
+                Ok((ends, pending))
+            },
+        )?;
+        let mut labels: Vec<i64> = [stored.0, stored.1].into_iter().flatten().collect();
+        if let Some((a, b)) = pending {
+            labels.extend([a.label(), b.label()]);
+        }
+        let today = self.shared.zone.local_date(now);
+        let min = labels
+            .iter()
+            .min()
+            .map_or(today, |l| date_of_local_seconds(*l));
+        let max = labels
+            .iter()
+            .max()
+            .map_or(today, |l| date_of_local_seconds(*l));
+        Ok((min, max))
+    }
+
+    /// The `limit` remotes with the most traffic (up + down bytes) over the local days
+    /// `first..=last`, and everything else as one total.
+    pub fn top_remotes(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+        limit: usize,
+    ) -> Result<TopRemotes, QueryError> {
+        check_dates(first, last, "top remotes", MAX_TOP_DAYS)?;
+        if !(1..=MAX_TOP_LIMIT).contains(&limit) {
+            return Err(RangeError::Limit {
+                limit,
+                max: MAX_TOP_LIMIT,
+            }
+            .into());
+        }
+        let (d1, d2) = (day_of_date(first), day_of_date(last));
+        let keep = self.shared.options.top_remotes_per_day;
+        let (stored, (pending, pending_other)) = self.shared.read(
+            |p| p.remotes_in(d1, d2),
+            |conn, pending| Ok((remotes::stored(conn, d1, d2, keep)?, pending)),
+        )?;
+        let (mut by_ip, mut all) = (stored.by_ip, stored.total);
+        for (ip, c) in pending {
+            add_remote(by_ip.entry(ip).or_default(), &c);
+            add_remote(&mut all, &c);
+        }
+        add_remote(&mut all, &pending_other);
+        let total = |c: &RemoteCounters| c.up_bytes.saturating_add(c.down_bytes);
+        let mut ranked: Vec<RemoteTotal> = by_ip
+            .into_iter()
+            .map(|(ip, counters)| RemoteTotal { ip, counters })
+            .collect();
+        let distinct = ranked.len();
+        ranked.sort_unstable_by(|a, b| {
+            total(&b.counters)
+                .cmp(&total(&a.counters))
+                .then_with(|| a.ip.cmp(&b.ip))
+        });
+        ranked.truncate(limit);
+        // Everything not listed: the total minus the list (saturating: hand-edited rows could
+        // make the lists exceed the totals).
+        let mut other = all;
+        for listed in &ranked {
+            other.up_bytes = other.up_bytes.saturating_sub(listed.counters.up_bytes);
+            other.down_bytes = other.down_bytes.saturating_sub(listed.counters.down_bytes);
+            other.up_packets = other.up_packets.saturating_sub(listed.counters.up_packets);
+            other.down_packets = other
+                .down_packets
+                .saturating_sub(listed.counters.down_packets);
+        }
+        Ok(TopRemotes {
+            remotes: ranked,
+            other,
+            distinct,
+        })
+    }
+
+    /// The capture checkpoint stored with the last commit (not the pending one): where the capture
+    /// layer resumes after a restart.
+    pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, QueryError> {
+        Ok(self.shared.read(
+            |_| (),
+            |conn, ()| {
+                conn.query_row(
+                    "SELECT data FROM capture_checkpoint WHERE id = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+            },
+        )?)
+    }
+}
