@@ -5,11 +5,13 @@
 //! `store` knows rusqlite.
 
 pub mod addrwatch;
+pub mod api;
 pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod drain;
 pub mod iface;
+pub mod meter;
 pub mod run;
 pub mod status;
 pub mod store;

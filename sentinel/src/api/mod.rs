@@ -1,0 +1,152 @@
+//! The HTTP side (axum): the seed's JSON API with its paths and shapes, the embedded dashboard,
+//! `/api/status`, `/api/health`, CSV export and `/metrics`. Only this module knows axum.
+//!
+//! Every request is a read: no endpoint changes state. Queries run on the blocking pool (SQLite
+//! is blocking) and every response merges unflushed counts the same way (the store does it).
+//! Limits: a 10 s timeout per request, 64 requests in flight, gzip for text, security headers
+//! with a CSP that allows only the NAS itself, optional Basic auth.
+
+mod assets;
+pub mod auth;
+mod error;
+pub mod format;
+mod json;
+mod live;
+mod metrics;
+mod traffic;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::Request,
+    http::{HeaderName, HeaderValue, header},
+    middleware,
+    response::IntoResponse,
+    routing::get,
+};
+use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+
+pub use self::error::ApiError;
+use crate::{meter::SpeedRing, status::SharedStatus, store::Store};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    /// History and pending counts.
+    pub store: Arc<Store>,
+    /// Capture status.
+    pub capture: SharedStatus,
+    /// The live speed.
+    pub speed: Arc<Mutex<SpeedRing>>,
+    /// Basic auth, when configured.
+    pub auth: Option<auth::Auth>,
+    /// Static facts about the daemon.
+    pub info: Arc<DaemonInfo>,
+}
+
+/// Facts for `/api/status` and `/metrics`.
+#[derive(Debug)]
+pub struct DaemonInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// When the daemon started.
+    pub started: Instant,
+    /// Unix seconds of the start.
+    pub started_unix: i64,
+    /// The LAN prefix length derived in auto mode.
+    pub lan_prefix_len: u8,
+}
+
+impl ApiState {
+    /// Unix seconds now.
+    pub fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Runs a blocking store query off the async runtime.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store, i64) -> Result<T, crate::store::QueryError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        let now = self.now();
+        tokio::task::spawn_blocking(move || f(&store, now))
+            .await
+            .map_err(|e| ApiError::Internal(format!("query task: {e}")))?
+            .map_err(|e| match e {
+                crate::store::QueryError::Range(r) => ApiError::BadRequest(r.to_string()),
+                other => ApiError::Internal(format!("{other}: {}", error_chain(&other))),
+            })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push(s.to_string());
+        source = s.source();
+    }
+    out.join(": ")
+}
+
+/// The content security policy: only the NAS itself.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'";
+
+/// Requests in flight at most (more wait their turn).
+const MAX_IN_FLIGHT: usize = 64;
+
+/// The router with every route and layer.
+pub fn router(state: ApiState) -> Router {
+    let header = |name: HeaderName, value: &'static str| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/static/{*path}", get(assets::file))
+        .route("/api/summary", get(traffic::summary))
+        .route("/api/query", get(traffic::query))
+        .route("/api/history/30days", get(traffic::days30))
+        .route("/api/history/12months", get(traffic::months12))
+        .route("/api/history/today_hours", get(traffic::today_hours))
+        .route("/api/date_range", get(traffic::date_range))
+        .route("/api/top_ips", get(traffic::top_ips))
+        .route("/api/realtime", get(live::realtime))
+        .route("/api/health", get(live::health))
+        .route("/api/status", get(live::status))
+        .route("/api/debug/local_ips", get(live::local_ips))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(CompressionLayer::new())
+        .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
+        .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(TimeoutLayer::new(Duration::from_secs(10)))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> impl IntoResponse {
+    ApiError::NotFound(request.uri().path().to_owned())
+}
+
+async fn method_not_allowed(request: Request) -> impl IntoResponse {
+    ApiError::MethodNotAllowed(request.method().to_string())
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
