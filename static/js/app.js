@@ -203,6 +203,7 @@
     renderSummary();
     tick();
     renderBanners();
+    renderHours(); // which hours are still to come depends on the clock
   }
 
   function renderSummary() {
@@ -279,7 +280,7 @@
     const s = state.data.status;
     const strip = $('status-strip');
     const note = $('st-note');
-    const items = strip.querySelectorAll('.st-item:not(.st-note)');
+    const items = strip.querySelectorAll('.st-group');
     if (!s) {
       for (const el of items) el.hidden = true;
       const e = state.errors.status;
@@ -343,6 +344,7 @@
   /** The red banners and the LIVE badge, from every source's latest state. */
   function renderBanners() {
     const msgs = [];
+    if (state.chartsFailed) msgs.push(t('banner.charts', { src: state.chartsFailed }));
     const unreachable = ['summary', 'realtime'].map((k) => state.errors[k]).find((e) => e && e.status === 0);
     const s = state.data.status;
     const h = state.data.health;
@@ -469,7 +471,8 @@
     const p = Core.todayHourPoints(state.data.hours.hours, current);
     draw('chart-today-hours', {
       kind: 'line', labels: p.labels, titles: p.titles, up: p.up, down: p.down, names: names(),
-      interval: 2,
+      // Every third hour as in the seed; on a phone ECharts thins them out itself.
+      interval: $('chart-today-hours').clientWidth < 560 ? 'auto' : 2,
       grid: { top: 28, bottom: 36, left: 68, right: 16 },
     });
   }
@@ -515,7 +518,13 @@
     const rows = ips.map((ip, i) => {
       const tr = document.createElement('tr');
       const rank = ['gold', 'silver', 'bronze'][i] || '';
-      tr.append(cell(`ip-rank ${rank}`, String(i + 1)), cell('ip-addr', String(ip.ip)));
+      const addr = cell('ip-addr', '');
+      // Long IPv6 addresses may wrap, but only after a colon.
+      String(ip.ip).split(':').forEach((part, k) => {
+        if (k > 0) addr.append(':', document.createElement('wbr'));
+        addr.append(part);
+      });
+      tr.append(cell(`ip-rank ${rank}`, String(i + 1)), addr);
       const bytes = cell('ip-bytes', typeof ip.bytes_fmt === 'string' ? ip.bytes_fmt : fmtBytes(ip.bytes));
       if (ip.up_bytes !== undefined && ip.down_bytes !== undefined) {
         const split = document.createElement('span');
@@ -720,20 +729,27 @@
   }
 
   /**
-   * ECharts is the last deferred script, so that the API requests below start
-   * while the browser still parses it; every chart is drawn once it is there.
+   * ECharts: preloaded by index.html, run from here once the first API
+   * requests are on their way (or after 1.5 s at the latest); every chart is
+   * drawn as soon as it is there.
    */
+  const ECHARTS_SRC = 'static/vendor/echarts.common.min.js';
+  let startCharts = null;
   const chartsReady = new Promise((resolve) => {
-    if (window.echarts) resolve();
-    else document.addEventListener('DOMContentLoaded', resolve, { once: true });
-  }).then(() => {
-    if (!window.echarts) {
+    startCharts = () => {
+      if (startCharts.done) return;
+      startCharts.done = true;
+      const s = document.createElement('script');
+      s.src = ECHARTS_SRC;
+      s.onload = () => resolve(Boolean(window.echarts));
+      s.onerror = () => resolve(false);
+      document.head.append(s);
+    };
+  }).then((ok) => {
+    if (!ok) {
       // The vendored file is part of the binary; if it is missing the build is broken. Say so.
-      const d = document.createElement('div');
-      d.className = 'banner';
-      d.textContent = 'static/vendor/echarts.common.min.js did not load: charts are unavailable.';
-      $('banners').prepend(d);
-      $('banners').hidden = false;
+      state.chartsFailed = ECHARTS_SRC;
+      renderBanners();
       return;
     }
     render30();
@@ -759,8 +775,10 @@
       every(PERIOD.history, loadHistory)(),
       chartsReady,
     ];
+    setTimeout(startCharts, 1500);
     await summary;
     firsts.push(applyQuick('30days')); // the seed's default range, run at once (D40)
+    startCharts(); // the query's request is out: now the charts library may take the CPU
     applyDateLimits(await range);
     await Promise.all(firsts);
     // First render: every panel has its first data (or its error) on screen.

@@ -9,7 +9,7 @@
 (function (global) {
   'use strict';
 
-  const { fmtBytes, fmtBytesShort } = global.SentinelCore;
+  const { fmtBytes } = global.SentinelCore;
 
   const C = {
     green: '#3ddc84', teal: '#00c8b4', amber: '#f5a623', red: '#ff5c5c', blue: '#4da6ff',
@@ -62,6 +62,33 @@
     };
   }
 
+  /**
+   * A y axis in round binary steps (256M, 512M, 768M, 1G …) instead of
+   * ECharts' decimal ones, which give labels like "4.7G" and "9.3G".
+   */
+  const STEPS = [0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000];
+  function binaryAxis(maxValue) {
+    if (!(maxValue > 0)) return {};
+    let unit = 1;
+    while (maxValue / unit >= 1024 && unit < 1024 ** 5) unit *= 1024;
+    const raw = maxValue / unit / 5;
+    const step = STEPS.find((s) => s >= raw) || STEPS[STEPS.length - 1];
+    const interval = step * unit;
+    return { min: 0, max: Math.ceil(maxValue / interval) * interval, interval };
+  }
+
+  /** Axis label: value in its own unit, without trailing zeros ("256M", "1.5G", "0"). */
+  function axisLabel(v) {
+    if (!(v > 0)) return '0';
+    const units = ['', 'K', 'M', 'G', 'T', 'P'];
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i += 1;
+    }
+    return `${Number(v.toFixed(2))}${units[i]}`;
+  }
+
   function legend(names) {
     return {
       data: names.map((name) => ({ name, icon: 'rect' })),
@@ -103,6 +130,9 @@
     const line = spec.kind === 'line';
     const mk = line ? lineSeries : barSeries;
     const rotate = spec.rotate && spec.labels.length > 20 ? 30 : 0;
+    // Bars are stacked, so their peak is the largest sum; lines are drawn apart.
+    const num = (v) => Number(v) || 0;
+    const peak = spec.up.reduce((m, u, i) => Math.max(m, line ? Math.max(num(u), num(spec.down[i])) : num(u) + num(spec.down[i])), 0);
     const xLabel = { ...axisBase().axisLabel, rotate, hideOverlap: true };
     if (spec.interval !== undefined) xLabel.interval = spec.interval;
     return {
@@ -120,12 +150,12 @@
         ...axisBase(), splitLine: { show: false }, axisLabel: xLabel,
       },
       yAxis: {
-        type: 'value', ...axisBase(),
-        axisLabel: { ...axisBase().axisLabel, formatter: (v) => fmtBytesShort(v) },
+        type: 'value', ...axisBase(), ...binaryAxis(peak),
+        axisLabel: { ...axisBase().axisLabel, formatter: axisLabel },
       },
       series: [mk(spec.names.up, spec.up, UP), mk(spec.names.down, spec.down, DOWN)],
     };
   }
 
-  global.SentinelCharts = { COLORS: C, UP, DOWN, option };
+  global.SentinelCharts = { COLORS: C, UP, DOWN, option, binaryAxis, axisLabel };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -50,19 +50,6 @@
     return `${whole}.${frac} ${UNITS[unit]}`;
   }
 
-  /** Axis labels: one decimal and a one-letter unit ("1.5K", "2.0G"). */
-  function fmtBytesShort(b) {
-    let v = Number(b) || 0;
-    if (v <= 0) return '0';
-    const units = ['', 'K', 'M', 'G', 'T', 'P'];
-    let i = 0;
-    while (v >= 1024 && i < units.length - 1) {
-      v /= 1024;
-      i += 1;
-    }
-    return (i === 0 ? String(Math.round(v)) : v.toFixed(1)) + units[i];
-  }
-
   /** Header speed from bits per second: [number, unit] in bytes per second. */
   function fmtSpeed(bps) {
     const Bps = (Number(bps) || 0) / 8;
@@ -368,7 +355,7 @@
   }
 
   global.SentinelCore = {
-    fmtBytes, fmtBytesShort, fmtSpeed, fmtDuration, fmtCount,
+    fmtBytes, fmtSpeed, fmtDuration, fmtCount,
     isDate, addDays, monthStart, monthEnd, daysBetween,
     QUICK_KEYS, quickRange,
     parseOffset, formatOffset, NasClock,

@@ -89,6 +89,7 @@
       'banner.unhealthy': '服务状态异常：{msg}',
       'banner.offline': '无法连接 NetTraffic Sentinel 服务：{msg}',
       'banner.noReason': '未说明原因',
+      'banner.charts': '图表组件 {src} 加载失败，图表无法显示',
 
       'error.load': '加载失败：{msg}',
       'error.network': '网络错误，服务无响应',
@@ -173,6 +174,7 @@
       'banner.unhealthy': 'Service unhealthy: {msg}',
       'banner.offline': 'Cannot reach the NetTraffic Sentinel service: {msg}',
       'banner.noReason': 'no reason given',
+      'banner.charts': '{src} did not load: charts are unavailable',
 
       'error.load': 'Failed to load: {msg}',
       'error.network': 'network error, the service does not answer',

@@ -9,11 +9,12 @@ import { fileURLToPath } from 'node:url';
 
 const STATIC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../static');
 const ctx = vm.createContext({});
-for (const f of ['js/core.js', 'js/i18n.js']) {
+for (const f of ['js/core.js', 'js/i18n.js', 'js/charts.js']) {
   vm.runInContext(fs.readFileSync(path.join(STATIC, f), 'utf8'), ctx, { filename: f });
 }
 const Core = ctx.SentinelCore;
 const I18N = ctx.SentinelI18n;
+const Charts = ctx.SentinelCharts;
 
 test('fmtBytes follows the server rule of reference 2.1 exactly', () => {
   // The reference's verified table, plus the ties-to-even cases.
@@ -30,11 +31,33 @@ test('fmtBytes follows the server rule of reference 2.1 exactly', () => {
   for (const [input, want] of table) assert.equal(Core.fmtBytes(input), want, `fmtBytes(${input})`);
 });
 
-test('fmtBytesShort and fmtSpeed', () => {
-  assert.equal(Core.fmtBytesShort(0), '0');
-  assert.equal(Core.fmtBytesShort(512), '512');
-  assert.equal(Core.fmtBytesShort(1536), '1.5K');
-  assert.equal(Core.fmtBytesShort(2 ** 30), '1.0G');
+test('chart y axis: binary steps and short labels', () => {
+  assert.equal(Charts.axisLabel(0), '0');
+  assert.equal(Charts.axisLabel(512), '512');
+  assert.equal(Charts.axisLabel(1536), '1.5K');
+  assert.equal(Charts.axisLabel(2 ** 30), '1G');
+  assert.equal(Charts.axisLabel(768 * 2 ** 20), '768M');
+  assert.deepEqual({ ...Charts.binaryAxis(0) }, {});
+  // 23.3 GiB peak: steps of 5 GiB up to 25 GiB.
+  assert.deepEqual({ ...Charts.binaryAxis(23.3 * 2 ** 30) }, { min: 0, max: 25 * 2 ** 30, interval: 5 * 2 ** 30 });
+  // 476.8 MiB peak: steps of 100 MiB.
+  assert.deepEqual({ ...Charts.binaryAxis(476.8 * 2 ** 20) }, { min: 0, max: 500 * 2 ** 20, interval: 100 * 2 ** 20 });
+  // Just over a unit boundary: 1.1 GiB -> 0.25 GiB steps.
+  assert.deepEqual({ ...Charts.binaryAxis(1.1 * 2 ** 30) }, { min: 0, max: 1.25 * 2 ** 30, interval: 0.25 * 2 ** 30 });
+  const o = Charts.option({
+    kind: 'bar', labels: ['a', 'b'], titles: ['a', 'b'], up: [1, 2 ** 30], down: [0, 2 ** 30], names: { up: 'U', down: 'D', total: 'T' },
+    grid: { top: 0, bottom: 0, left: 0, right: 0 },
+  });
+  assert.equal(o.yAxis.max, 2 * 2 ** 30, 'stacked bars: the peak is the sum');
+  assert.equal(o.series[0].itemStyle.color.colorStops[0].color, '#f5a623dd');
+  assert.equal(o.series[1].stack, 's');
+  const l = Charts.option({ ...o, kind: 'line', labels: ['a', 'b'], titles: null, up: [1, 2 ** 30], down: [0, 2 ** 30], names: { up: 'U', down: 'D', total: 'T' }, grid: {} });
+  assert.equal(l.yAxis.max, 2 ** 30, 'lines: the peak is the largest value');
+  assert.equal(l.series[0].itemStyle.color, '#f5a623', 'the legend takes the line colour (D44)');
+  assert.equal(l.series[1].itemStyle.color, '#00c8b4');
+});
+
+test('fmtSpeed and fmtDuration', () => {
   assert.deepEqual([...Core.fmtSpeed(0)], ['0.0', 'B/s']);
   assert.deepEqual([...Core.fmtSpeed(8)], ['1.0', 'B/s']);
   assert.deepEqual([...Core.fmtSpeed(8192)], ['1.00', 'KB/s']);
