@@ -34,7 +34,6 @@
     data: {}, // last good response per source
     errors: {}, // last error per source (null when the last fetch succeeded)
     charts: {},
-    lastUpdate: null,
     querySeq: 0,
   };
 
@@ -144,12 +143,11 @@
   function draw(id, spec, replace = false) {
     const first = !state.charts[id];
     const c = chart(id);
-    if (c) c.setOption(Charts.option({ ...spec, animate: !first }), { notMerge: replace || first });
+    if (c) c.setOption(Charts.option({ ...spec, animate: !first, width: $(id).clientWidth }), { notMerge: replace || first });
     return c;
   }
 
   function touchUpdated() {
-    state.lastUpdate = Date.now();
     setText('last-update', state.clock.time(state.clock.nowMs()));
   }
 
@@ -642,7 +640,7 @@
       kind: q.gran === 'hour' ? 'line' : 'bar', labels, titles, names: names(), rotate: true,
       up: rows.map((r) => Number(r.up_bytes) || 0),
       down: rows.map((r) => Number(r.down_bytes) || 0),
-      grid: { top: 30, bottom: labels.length > 20 || q.gran === 'hour' ? 48 : 36, left: 70, right: 16 },
+      grid: { top: 30, bottom: 48, left: 70, right: 16 },
     }, true);
   }
 
@@ -741,7 +739,11 @@
       startCharts.done = true;
       const s = document.createElement('script');
       s.src = ECHARTS_SRC;
-      s.onload = () => resolve(Boolean(window.echarts));
+      performance.mark('sentinel:echarts-start');
+      s.onload = () => {
+        performance.mark('sentinel:echarts-loaded');
+        resolve(Boolean(window.echarts));
+      };
       s.onerror = () => resolve(false);
       document.head.append(s);
     };
@@ -756,9 +758,11 @@
     render12();
     renderHours();
     renderQuery();
+    performance.mark('sentinel:charts-drawn');
   });
 
   async function init() {
+    performance.mark('sentinel:start');
     setLang(I18N.detect(navigator.languages || [navigator.language], storedLang()), false);
     bind();
     setGran('day');
@@ -768,8 +772,10 @@
     // none of these promises rejects. Only the default query waits: for the
     // summary, which sets the NAS clock that "today" comes from.
     const range = api('api/date_range').then((r) => r.body, () => null);
-    const summary = every(PERIOD.summary, () => Promise.all([loadSummary(), loadStatus()]))();
+    let clockKnown;
+    const summary = new Promise((resolve) => (clockKnown = resolve));
     const firsts = [
+      every(PERIOD.summary, () => Promise.all([loadSummary().then(clockKnown), loadStatus()]))(),
       every(PERIOD.realtime, loadRealtime)(),
       every(PERIOD.today, loadToday)(),
       every(PERIOD.history, loadHistory)(),
@@ -777,6 +783,7 @@
     ];
     setTimeout(startCharts, 1500);
     await summary;
+    performance.mark('sentinel:clock-known');
     firsts.push(applyQuick('30days')); // the seed's default range, run at once (D40)
     startCharts(); // the query's request is out: now the charts library may take the CPU
     applyDateLimits(await range);

@@ -124,12 +124,17 @@
   /**
    * A complete option for one chart.
    * spec: { kind: 'bar'|'line', labels, titles, up, down, names: {up, down, total},
-   *         grid: {top,bottom,left,right}, rotate: bool, interval }
+   *         grid: {top,bottom,left,right}, rotate: bool (allowed if crowded),
+   *         width: the container's width in px, interval, animate }
    */
   function option(spec) {
     const line = spec.kind === 'line';
     const mk = line ? lineSeries : barSeries;
-    const rotate = spec.rotate && spec.labels.length > 20 ? 30 : 0;
+    // Rotate the x labels only when they would not fit side by side (about 6.2 px
+    // per character of the 10 px monospace font, plus a gap).
+    const widest = spec.labels.reduce((m, l) => Math.max(m, String(l).length), 0) * 6.2 + 12;
+    const plot = (spec.width || 600) - (spec.grid.left || 0) - (spec.grid.right || 0);
+    const rotate = spec.rotate && spec.labels.length * widest > plot ? 30 : 0;
     // Bars are stacked, so their peak is the largest sum; lines are drawn apart.
     const num = (v) => Number(v) || 0;
     const peak = spec.up.reduce((m, u, i) => Math.max(m, line ? Math.max(num(u), num(spec.down[i])) : num(u) + num(spec.down[i])), 0);

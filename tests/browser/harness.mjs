@@ -168,7 +168,27 @@ export function chartOption(page, id) {
   }, id);
 }
 
+/** Resolve when every chart has finished its animation (at most 3 s). */
+export function chartsSettled(page) {
+  return page.evaluate(
+    () =>
+      Promise.all(
+        [...document.querySelectorAll('.chart-wrap')].map((el) => {
+          const c = window.echarts && window.echarts.getInstanceByDom(el);
+          if (!c) return null;
+          return new Promise((resolve) => {
+            const done = () => resolve();
+            c.on('finished', done);
+            setTimeout(done, 3000);
+            c.resize({ animation: { duration: 0 } }); // triggers a "finished" once all is drawn
+          });
+        }),
+      ),
+  );
+}
+
 export async function screenshot(page, name) {
+  await chartsSettled(page);
   const file = path.join(ARTIFACTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
