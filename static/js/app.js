@@ -640,7 +640,7 @@
       kind: q.gran === 'hour' ? 'line' : 'bar', labels, titles, names: names(), rotate: true,
       up: rows.map((r) => Number(r.up_bytes) || 0),
       down: rows.map((r) => Number(r.down_bytes) || 0),
-      grid: { top: 30, bottom: 48, left: 70, right: 16 },
+      grid: { top: 30, bottom: 32, left: 70, right: 16 },
     }, true);
   }
 

@@ -130,9 +130,9 @@
   function option(spec) {
     const line = spec.kind === 'line';
     const mk = line ? lineSeries : barSeries;
-    // Rotate the x labels only when they would not fit side by side (about 6.2 px
+    // Rotate the x labels only when they would not fit side by side (about 6.1 px
     // per character of the 10 px monospace font, plus a gap).
-    const widest = spec.labels.reduce((m, l) => Math.max(m, String(l).length), 0) * 6.2 + 12;
+    const widest = spec.labels.reduce((m, l) => Math.max(m, String(l).length), 0) * 6.1 + 8;
     const plot = (spec.width || 600) - (spec.grid.left || 0) - (spec.grid.right || 0);
     const rotate = spec.rotate && spec.labels.length * widest > plot ? 30 : 0;
     // Bars are stacked, so their peak is the largest sum; lines are drawn apart.
@@ -149,7 +149,8 @@
       textStyle: { fontFamily: C.mono },
       legend: legend([spec.names.up, spec.names.down]),
       tooltip: tooltip(spec.titles, spec.names.total),
-      grid: { ...spec.grid, containLabel: false },
+      // Rotated labels need more room below the plot.
+      grid: { ...spec.grid, bottom: rotate ? Math.max(spec.grid.bottom || 0, 48) : spec.grid.bottom, containLabel: false },
       xAxis: {
         type: 'category', data: spec.labels, boundaryGap: !line,
         ...axisBase(), splitLine: { show: false }, axisLabel: xLabel,
