@@ -188,3 +188,20 @@ test('every data-i18n key in index.html exists', () => {
   assert.ok(keys.length > 40);
   for (const k of keys) assert.ok(k in I18N.STRINGS.en, `missing key ${k}`);
 });
+
+test('the vendored ECharts is the pinned npm package, byte for byte, as recorded', async () => {
+  const { createHash } = await import('node:crypto');
+  const { createRequire } = await import('node:module');
+  const require = createRequire(import.meta.url);
+  const pkg = require('echarts/package.json');
+  const lock = JSON.parse(fs.readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
+  assert.equal(lock.devDependencies.echarts, pkg.version, 'package.json pins the installed version exactly');
+  const sha = (p) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+  const vendored = sha(path.join(STATIC, 'vendor/echarts.common.min.js'));
+  const fromNpm = sha(path.join(path.dirname(require.resolve('echarts/package.json')), 'dist/echarts.common.min.js'));
+  assert.equal(vendored, fromNpm, 'static/vendor/echarts.common.min.js is dist/echarts.common.min.js of the npm package');
+  const readme = fs.readFileSync(path.join(STATIC, 'vendor/README.md'), 'utf8');
+  assert.ok(readme.includes(vendored), 'static/vendor/README.md records its sha256');
+  assert.ok(readme.includes(`**${pkg.version}**`), 'static/vendor/README.md records its version');
+  assert.ok(fs.readFileSync(path.join(STATIC, 'index.html'), 'utf8').includes('static/vendor/echarts.common.min.js'));
+});
