@@ -636,10 +636,14 @@
     setText('qr-period', `${q.start}  →  ${q.end}  ·  ${t(`gran.${q.gran}`)}`);
     const rows = q.body.series;
     const { labels, titles } = Core.seriesLabels(rows, q.gran);
+    // Hours and days still to come (the API zero-fills them) are left empty, not drawn as zero.
+    const c = state.clock;
+    const now = c.known ? `${c.today()} ${String(c.parts().H).padStart(2, '0')}:00:00` : null;
+    const future = (r) => now !== null && (q.gran === 'hour' ? String(r.hour_ts) > now : q.gran === 'day' && String(r.day) > now.slice(0, 10));
     draw('chart-query', {
       kind: q.gran === 'hour' ? 'line' : 'bar', labels, titles, names: names(), rotate: true,
-      up: rows.map((r) => Number(r.up_bytes) || 0),
-      down: rows.map((r) => Number(r.down_bytes) || 0),
+      up: rows.map((r) => (future(r) ? null : Number(r.up_bytes) || 0)),
+      down: rows.map((r) => (future(r) ? null : Number(r.down_bytes) || 0)),
       grid: { top: 30, bottom: 32, left: 70, right: 16 },
     }, true);
   }
