@@ -350,6 +350,14 @@ describe('dashboard', () => {
     await page.fill('#q-start', '2025-03-10');
     const viaButton = await clickAndQuery(page, '#query-btn');
     assert.equal(viaButton.params.get('start'), '2025-03-10');
+    await page.fill('#q-start', '2025-03-11');
+    const [viaEnter] = await Promise.all([
+      page.waitForRequest((r) => r.url().includes('/api/query?')),
+      page.press('#q-start', 'Enter'),
+    ]);
+    assert.equal(new URL(viaEnter.url()).searchParams.get('start'), '2025-03-11');
+    await page.waitForSelector('#query-result[data-start="2025-03-11"]');
+    assert.equal(new URL(page.url()).pathname, '/', 'the form never navigates');
     assert.deepEqual(unexpected(log), []);
     await ctx.close();
   });
