@@ -165,8 +165,8 @@ describe('dashboard', () => {
     assert.equal((await text(page, '#st-errors-v')).replace(/\D/g, ''), String(errTotal));
     assert.equal(await page.getAttribute('#st-storage', 'data-state'), st.storage.state === 'ok' ? 'ok' : 'bad');
     const h = bodies.get('/api/health');
-    const allWell = st.capture.state === 'running' && st.storage.state === 'ok' && (!h || h.status === 'ok');
-    assert.equal(await page.locator('#banners').isHidden(), allWell, 'a banner exactly when something is down');
+    const trouble = st.capture.state === 'down' || st.storage.state !== 'ok' || Boolean(h && h.status !== 'ok');
+    assert.equal(await page.locator('#banners').isVisible(), trouble, 'a banner exactly when something is down');
 
     const d30 = bodies.get('/api/history/30days');
     const o30 = await chartOption(page, 'chart-30days');
@@ -474,6 +474,21 @@ describe('dashboard', () => {
     await page.waitForSelector('html[data-ready="true"]', { state: 'attached' });
     assert.deepEqual(await page.locator('#banners .banner').allInnerTexts(), ['服务状态异常：no flush for 900 s']);
     assert.equal(await page.getAttribute('#st-capture', 'data-state'), 'ok');
+
+    // Capture still attaching: amber, said so, and no alarm.
+    await page.unroute('**/api/health');
+    await page.route('**/api/status', async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      body.capture = { ...body.capture, state: 'starting', error: null };
+      await route.fulfill({ response: res, json: body });
+    });
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]', { state: 'attached' });
+    assert.equal(await page.getAttribute('#st-capture', 'data-state'), 'warn');
+    assert.match(await text(page, '#st-capture-v'), /启动中$/);
+    assert.ok(await page.locator('#banners').isHidden());
+    assert.equal(await page.getAttribute('#live-badge', 'data-state'), 'pending');
     assert.deepEqual(unexpected(log, [failedResource]), []);
     await ctx.close();
   });
