@@ -293,10 +293,12 @@
     const cap = s.capture || {};
     const backend = s.backend === 'ebpf' ? 'eBPF' : s.backend === 'afpacket' ? 'AF_PACKET' : s.backend || '?';
     const capParts = [backend, s.attach_mode, s.iface].filter(Boolean);
-    const capOk = cap.state === 'running';
-    capParts.push(capOk ? t('status.running') : t('status.down'));
+    // "running" and "down" as the contract says; "starting" (and anything newer) is not an alarm.
+    const capState = { running: 'ok', down: 'bad' }[cap.state] || 'warn';
+    const known = { running: 'status.running', starting: 'status.starting', down: 'status.down' }[cap.state];
+    capParts.push(known ? t(known) : String(cap.state || '?'));
     setText('st-capture-v', capParts.join(' · '));
-    $('st-capture').dataset.state = capOk ? 'ok' : 'bad';
+    $('st-capture').dataset.state = capState;
     $('st-capture').title = cap.error || '';
 
     const drops = Number(cap.drops) || 0;
@@ -349,7 +351,7 @@
     if (unreachable) {
       msgs.push(t('banner.offline', { msg: unreachable.text() }));
     } else {
-      const capDown = s && s.capture && s.capture.state && s.capture.state !== 'running';
+      const capDown = s && s.capture && s.capture.state === 'down';
       const stoBad = s && s.storage && s.storage.state && s.storage.state !== 'ok';
       if (capDown) msgs.push(t('banner.captureDown', { msg: s.capture.error || t('banner.noReason') }));
       if (stoBad) msgs.push(t('banner.storageFailing', { msg: s.storage.error || t('banner.noReason') }));
@@ -375,9 +377,11 @@
     if (unreachable) {
       live = 'down';
       text = t('live.offline');
-    } else if (s && s.capture && s.capture.state && s.capture.state !== 'running') {
+    } else if (s && s.capture && s.capture.state === 'down') {
       live = 'down';
       text = t('live.down');
+    } else if (s && s.capture && s.capture.state && s.capture.state !== 'running') {
+      live = 'pending'; // starting
     } else if (state.data.realtime && !state.errors.realtime) {
       live = 'ok';
     }
@@ -636,10 +640,14 @@
     setText('qr-period', `${q.start}  →  ${q.end}  ·  ${t(`gran.${q.gran}`)}`);
     const rows = q.body.series;
     const { labels, titles } = Core.seriesLabels(rows, q.gran);
+    // Hours and days still to come (the API zero-fills them) are left empty, not drawn as zero.
+    const c = state.clock;
+    const now = c.known ? `${c.today()} ${String(c.parts().H).padStart(2, '0')}:00:00` : null;
+    const future = (r) => now !== null && (q.gran === 'hour' ? String(r.hour_ts) > now : q.gran === 'day' && String(r.day) > now.slice(0, 10));
     draw('chart-query', {
       kind: q.gran === 'hour' ? 'line' : 'bar', labels, titles, names: names(), rotate: true,
-      up: rows.map((r) => Number(r.up_bytes) || 0),
-      down: rows.map((r) => Number(r.down_bytes) || 0),
+      up: rows.map((r) => (future(r) ? null : Number(r.up_bytes) || 0)),
+      down: rows.map((r) => (future(r) ? null : Number(r.down_bytes) || 0)),
       grid: { top: 30, bottom: 32, left: 70, right: 16 },
     }, true);
   }

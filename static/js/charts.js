@@ -31,7 +31,11 @@
     return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
   }
 
-  /** Axis tooltip: a title row, then "<name>: <bytes>" per series in its colour, then the total. */
+  /**
+   * Axis tooltip: a title row, then "<name>: <bytes>" per series in its colour,
+   * then the total. Styled by classes of style.css (.tt-*): the page's
+   * Content-Security-Policy allows no inline style attributes.
+   */
   function tooltip(titles, totalLabel) {
     return {
       trigger: 'axis',
@@ -47,17 +51,16 @@
         let any = false;
         let rows = '';
         for (const p of params) {
-          const colour = p.seriesIndex === 0 ? UP : DOWN;
           const v = p.value;
-          if (v !== null && v !== undefined && v !== '-') {
+          const missing = v === null || v === undefined || v === '-';
+          if (!missing) {
             sum += Number(v) || 0;
             any = true;
           }
-          const shown = v === null || v === undefined || v === '-' ? '--' : fmtBytes(v);
-          rows += `<div style="color:${colour}">${esc(p.seriesName)}: ${shown}</div>`;
+          rows += `<div class="${p.seriesIndex === 0 ? 'tt-up' : 'tt-down'}">${esc(p.seriesName)}: ${missing ? '--' : fmtBytes(v)}</div>`;
         }
-        const total = any ? `<div style="color:${C.text2};margin-top:2px">${esc(totalLabel)}: ${fmtBytes(sum)}</div>` : '';
-        return `<div style="color:${C.text2};margin-bottom:4px">${esc(title)}</div>${rows}${total}`;
+        const total = any ? `<div class="tt-total">${esc(totalLabel)}: ${fmtBytes(sum)}</div>` : '';
+        return `<div class="tt-title">${esc(title)}</div>${rows}${total}`;
       },
     };
   }

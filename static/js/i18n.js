@@ -71,6 +71,7 @@
 
       'status.capture': '采集',
       'status.running': '运行中',
+      'status.starting': '启动中',
       'status.down': '已停止',
       'status.drops': '丢包',
       'status.errors': '解析错误',
@@ -156,6 +157,7 @@
 
       'status.capture': 'Capture',
       'status.running': 'running',
+      'status.starting': 'starting',
       'status.down': 'down',
       'status.drops': 'drops',
       'status.errors': 'parse errors',

@@ -7,6 +7,7 @@ import zlib from 'node:zlib';
 import {
   setup, openPage, loadDashboard, unexpected, fixClock, recordResponses, chartOption, screenshot, startFakeProcess, REAL,
 } from './harness.mjs';
+import { fmtBytes } from './fake-api-server.mjs';
 
 const T = { timeout: 90_000 };
 const QUICK = ['today', 'yesterday', '7days', '30days', 'thisMonth', 'lastMonth', 'thisYear'];
@@ -50,6 +51,9 @@ const topRows = (page) =>
       return [td[0].textContent, td[1] && td[1].textContent, td[2] && td[2].firstChild.textContent];
     }),
   );
+
+/** The server's fmt_bytes, as the fake server implements it (reference 2.1). */
+const fmt = fmtBytes;
 
 const text = (page, sel) => page.locator(sel).evaluate((el) => el.textContent.trim());
 
@@ -161,8 +165,8 @@ describe('dashboard', () => {
     assert.equal((await text(page, '#st-errors-v')).replace(/\D/g, ''), String(errTotal));
     assert.equal(await page.getAttribute('#st-storage', 'data-state'), st.storage.state === 'ok' ? 'ok' : 'bad');
     const h = bodies.get('/api/health');
-    const allWell = st.capture.state === 'running' && st.storage.state === 'ok' && (!h || h.status === 'ok');
-    assert.equal(await page.locator('#banners').isHidden(), allWell, 'a banner exactly when something is down');
+    const trouble = st.capture.state === 'down' || st.storage.state !== 'ok' || Boolean(h && h.status !== 'ok');
+    assert.equal(await page.locator('#banners').isVisible(), trouble, 'a banner exactly when something is down');
 
     const d30 = bodies.get('/api/history/30days');
     const o30 = await chartOption(page, 'chart-30days');
@@ -181,10 +185,13 @@ describe('dashboard', () => {
     const oh = await chartOption(page, 'chart-today-hours');
     assert.equal(oh.labels.length, 24);
     assert.equal(oh.labels[0], '00:00');
+    const nowHour = Number(s.now.slice(11, 13));
     for (const h of th.hours) {
       const i = oh.labels.indexOf(h.hour_ts.slice(11, 16));
-      assert.equal(oh.series[0].data[i], h.up_bytes);
-      assert.equal(oh.series[1].data[i], h.down_bytes);
+      // An hour the page's clock has not reached yet (a request that crossed the hour) is empty.
+      const later = Number(h.hour_ts.slice(11, 13)) > nowHour;
+      assert.equal(oh.series[0].data[i], later ? null : h.up_bytes);
+      assert.equal(oh.series[1].data[i], later ? null : h.down_bytes);
     }
     assert.equal(oh.series[0].type, 'line');
 
@@ -280,7 +287,11 @@ describe('dashboard', () => {
         assert.equal(await text(page, '#qr-down'), body.summary.down_fmt);
         const o = await chartOption(page, 'chart-query');
         assert.equal(o.labels.length, body.series.length);
-        assert.deepEqual(o.series[1].data, body.series.map((x) => x.down_bytes));
+        // Hours and days after the NAS's "now" are left empty; the rest are the API's values.
+        const nowHour = `${now.slice(0, 10)} ${now.slice(11, 13)}:00:00`;
+        const later = (x) => (gran === 'hour' ? x.hour_ts > nowHour : gran === 'day' && x.day > now.slice(0, 10));
+        assert.deepEqual(o.series[1].data, body.series.map((x) => (later(x) ? null : x.down_bytes)));
+        if (key === 'today' && now.slice(11, 13) === '00') assert.equal(o.series[0].data[1], null, 'at 00:30, 01:00 is still to come');
         assert.equal(o.series[0].type, gran === 'hour' ? 'line' : 'bar');
         if (gran === 'hour') assert.match(o.labels[0], /^00:00( [+-]\d{2}:\d{2})?$/, 'one day: hour labels without the date');
         if (gran === 'month') assert.equal(o.labels[0], start.slice(0, 7));
@@ -319,10 +330,37 @@ describe('dashboard', () => {
     o = await chartOption(page, 'chart-query');
     assert.ok(o.labels.every((l) => /^\d{2}:00( [+-]\d{2}:\d{2})?$/.test(l)), `one day: ${o.labels.slice(0, 3)}`);
 
+    // Tooltips: the full date and hour with its offset, both values and the total (and no CSP
+    // violation from their markup, which the console check below would catch).
+    await page.fill('#q-start', '2025-03-13');
+    const withTip = await clickAndQuery(page, '#query-btn');
+    const box = await page.locator('#chart-query').boundingBox();
+    await page.mouse.move(box.x + 70 + 5, box.y + box.height / 2); // the first point: 2025-03-13 00:00
+    await page.waitForSelector('#chart-query .tt-title', { state: 'visible' });
+    const first = withTip.body.series[0];
+    const off = first.utc_offset ? ` (UTC${first.utc_offset})` : '';
+    assert.equal(await text(page, '#chart-query .tt-title'), `2025-03-13 00:00${off}`);
+    assert.equal(await text(page, '#chart-query .tt-up'), `Upload: ${fmt(first.up_bytes)}`);
+    assert.equal(await text(page, '#chart-query .tt-down'), `Download: ${fmt(first.down_bytes)}`);
+    assert.equal(await text(page, '#chart-query .tt-total'), `Total: ${fmt(first.up_bytes + first.down_bytes)}`);
+    await page.locator('#chart-30days').scrollIntoViewIfNeeded();
+    const b30 = await page.locator('#chart-30days').boundingBox();
+    await page.mouse.move(b30.x + b30.width - 20, b30.y + b30.height / 2); // the last bar: today
+    await page.waitForSelector('#chart-30days .tt-title', { state: 'visible' });
+    assert.match(await text(page, '#chart-30days .tt-title'), /^\d{4}-\d{2}-\d{2}$/);
+
     // The query button and Enter run the query too.
     await page.fill('#q-start', '2025-03-10');
     const viaButton = await clickAndQuery(page, '#query-btn');
     assert.equal(viaButton.params.get('start'), '2025-03-10');
+    await page.fill('#q-start', '2025-03-11');
+    const [viaEnter] = await Promise.all([
+      page.waitForRequest((r) => r.url().includes('/api/query?')),
+      page.press('#q-start', 'Enter'),
+    ]);
+    assert.equal(new URL(viaEnter.url()).searchParams.get('start'), '2025-03-11');
+    await page.waitForSelector('#query-result[data-start="2025-03-11"]');
+    assert.equal(new URL(page.url()).pathname, '/', 'the form never navigates');
     assert.deepEqual(unexpected(log), []);
     await ctx.close();
   });
@@ -439,6 +477,21 @@ describe('dashboard', () => {
     await page.waitForSelector('html[data-ready="true"]', { state: 'attached' });
     assert.deepEqual(await page.locator('#banners .banner').allInnerTexts(), ['服务状态异常：no flush for 900 s']);
     assert.equal(await page.getAttribute('#st-capture', 'data-state'), 'ok');
+
+    // Capture still attaching: amber, said so, and no alarm.
+    await page.unroute('**/api/health');
+    await page.route('**/api/status', async (route) => {
+      const res = await route.fetch();
+      const body = await res.json();
+      body.capture = { ...body.capture, state: 'starting', error: null };
+      await route.fulfill({ response: res, json: body });
+    });
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]', { state: 'attached' });
+    assert.equal(await page.getAttribute('#st-capture', 'data-state'), 'warn');
+    assert.match(await text(page, '#st-capture-v'), /启动中$/);
+    assert.ok(await page.locator('#banners').isHidden());
+    assert.equal(await page.getAttribute('#live-badge', 'data-state'), 'pending');
     assert.deepEqual(unexpected(log, [failedResource]), []);
     await ctx.close();
   });

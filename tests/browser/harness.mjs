@@ -144,7 +144,8 @@ export function recordResponses(page) {
   const bodies = new Map();
   page.on('response', async (r) => {
     const u = new URL(r.url());
-    if (!u.pathname.startsWith('/api/') || !r.ok()) return;
+    // Good answers only, except health, whose 503 body is an answer too.
+    if (!u.pathname.startsWith('/api/') || (!r.ok() && u.pathname !== '/api/health')) return;
     try {
       bodies.set(u.pathname, await r.json());
     } catch (_) {
