@@ -17,6 +17,10 @@ use crate::timebucket::{Zone, ZoneError};
     about = "Counts a NAS's public internet traffic (eBPF TC) and keeps its history."
 )]
 pub struct Cli {
+    /// What to do (default: run the daemon).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Interface to monitor. Default: the interface of the default route.
     #[arg(long, env = "MONITOR_IFACE")]
     pub iface: Option<String>,
@@ -83,9 +87,38 @@ pub struct Cli {
     #[arg(long, env = "TOP_REMOTES_PER_DAY", default_value_t = 1000)]
     pub top_remotes_per_day: u32,
 
+    /// Address the dashboard and API listen on (`0.0.0.0`: every IPv4 address; `::` both families).
+    #[arg(long, env = "WEB_BIND", default_value = "0.0.0.0")]
+    pub web_bind: IpAddr,
+
+    /// Port of the dashboard and API.
+    #[arg(long, env = "WEB_PORT", default_value_t = 8080)]
+    pub web_port: u16,
+
+    /// HTTP Basic auth for the dashboard and the API, as `user:password` (unset: no auth).
+    #[arg(long, env = "WEB_AUTH", hide_env_values = true)]
+    pub web_auth: Option<String>,
+
+    /// Paths served without auth, comma-separated (for container healthchecks and Prometheus).
+    #[arg(
+        long,
+        env = "WEB_AUTH_EXEMPT",
+        value_delimiter = ',',
+        default_value = "/api/health,/metrics"
+    )]
+    pub web_auth_exempt: Vec<String>,
+
     /// Days of per-remote history kept (1-3660).
     #[arg(long, env = "REMOTES_RETENTION_DAYS", default_value_t = 400)]
     pub remotes_retention_days: u32,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Asks the running daemon's `/api/health` (on WEB_PORT, with WEB_AUTH) and exits 0 when it is
+    /// healthy, 1 otherwise: a container healthcheck that needs no curl.
+    Healthcheck,
 }
 
 /// A configuration value that cannot be used.
@@ -109,6 +142,9 @@ pub enum ConfigError {
     /// An empty interface name.
     #[error("MONITOR_IFACE is set but empty; unset it to use the default-route interface")]
     EmptyIface,
+    /// A malformed `WEB_AUTH`.
+    #[error("WEB_AUTH must be user:password with both parts non-empty")]
+    WebAuth,
     /// An unknown attach mode.
     #[error("ATTACH_MODE: {0:?} is not `auto`, `tcx` or `netlink`")]
     AttachMode(String),
@@ -160,6 +196,10 @@ pub struct Config {
     pub print_interval: Option<Duration>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Listen address.
+    pub web_addr: std::net::SocketAddr,
+    /// Basic auth, when configured.
+    pub web_auth: Option<crate::api::auth::Auth>,
     /// Time zone of the history (`TZ`).
     pub zone: Zone,
     /// Database file (`DB_PATH`).
@@ -205,6 +245,31 @@ impl Cli {
         if !self.bpf_pin_dir.is_absolute() {
             return Err(ConfigError::PinDir(self.bpf_pin_dir));
         }
+        let web_auth = match self.web_auth.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => match text.split_once(':') {
+                Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+                    Some(crate::api::auth::Auth {
+                        credentials: text.to_owned(),
+                        exempt: self
+                            .web_auth_exempt
+                            .iter()
+                            .map(|p| p.trim().to_owned())
+                            .filter(|p| !p.is_empty())
+                            .collect(),
+                    })
+                }
+                _ => return Err(ConfigError::WebAuth),
+            },
+        };
+        if self.web_port == 0 {
+            return Err(ConfigError::OutOfRange {
+                setting: "WEB_PORT",
+                value: 0,
+                min: 1,
+                max: 65535,
+            });
+        }
         let log_format = match self.log_format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -240,6 +305,8 @@ impl Cli {
             print_interval: (self.print_interval > 0)
                 .then(|| Duration::from_secs(self.print_interval)),
             log_format,
+            web_addr: std::net::SocketAddr::new(self.web_bind, self.web_port),
+            web_auth,
             zone,
             db_path: self.db_path,
             save_interval: Duration::from_secs(self.save_interval),
@@ -337,6 +404,15 @@ mod tests {
         assert!(cli(&["--iface", " "]).is_err());
         assert!(cli(&["--log-format", "xml"]).is_err());
         assert!(cli(&["--attach-mode", "xdp"]).is_err());
+        assert!(cli(&["--web-auth", "nopassword"]).is_err());
+        assert!(cli(&["--web-auth", ":pw"]).is_err());
+        assert!(cli(&["--web-port", "0"]).is_err());
+        let with_auth =
+            cli(&["--web-auth", "admin:s3cret:x"]).expect("a colon in the password is fine");
+        assert_eq!(
+            with_auth.web_auth.map(|a| a.exempt),
+            Some(vec!["/api/health".to_owned(), "/metrics".to_owned()])
+        );
         assert!(cli(&["--bpf-pin-dir", "relative/dir"]).is_err());
         assert!(cli(&["--address-refresh", "0"]).is_err());
         assert!(cli(&["--public-prefixes", "100.64.0.0/33"]).is_err());

@@ -10,6 +10,7 @@ pub mod capture;
 pub mod classify;
 pub mod config;
 pub mod drain;
+pub mod healthcheck;
 pub mod iface;
 pub mod meter;
 pub mod run;

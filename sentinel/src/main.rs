@@ -2,11 +2,22 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use sentinel::config::{Cli, LogFormat};
+use sentinel::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    let config = Cli::parse().validate().context("invalid configuration")?;
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
+    let config = cli.validate().context("invalid configuration")?;
+    if let Some(Command::Healthcheck) = command {
+        return match sentinel::healthcheck::check(&config) {
+            Ok(()) => Ok(()),
+            Err(reason) => {
+                eprintln!("unhealthy: {reason}");
+                std::process::exit(1);
+            }
+        };
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

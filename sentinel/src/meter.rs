@@ -41,14 +41,23 @@ impl SpeedRing {
     /// Adds a sample and forgets those older than [`KEEP_MS`].
     pub fn push(&mut self, sample: SpeedSample) {
         self.samples.push_back(sample);
-        while self.samples.front().is_some_and(|s| s.ts_ms < sample.ts_ms - KEEP_MS) {
+        while self
+            .samples
+            .front()
+            .is_some_and(|s| s.ts_ms < sample.ts_ms - KEEP_MS)
+        {
             self.samples.pop_front();
         }
     }
 
     /// Samples newer than `window_ms` before `now_ms`, the last `max` of them, oldest first.
     pub fn recent(&self, now_ms: i64, window_ms: i64, max: usize) -> Vec<SpeedSample> {
-        let fresh: Vec<SpeedSample> = self.samples.iter().filter(|s| s.ts_ms > now_ms - window_ms).copied().collect();
+        let fresh: Vec<SpeedSample> = self
+            .samples
+            .iter()
+            .filter(|s| s.ts_ms > now_ms - window_ms)
+            .copied()
+            .collect();
         fresh[fresh.len().saturating_sub(max)..].to_vec()
     }
 }
@@ -61,13 +70,23 @@ mod tests {
     fn keeps_two_minutes_and_answers_the_last_window() {
         let mut ring = SpeedRing::default();
         for i in 0..300 {
-            ring.push(SpeedSample { ts_ms: i * 1000, up: i as u64, down: 2 * i as u64, secs: 1.0 });
+            ring.push(SpeedSample {
+                ts_ms: i * 1000,
+                up: i as u64,
+                down: 2 * i as u64,
+                secs: 1.0,
+            });
         }
         assert_eq!(ring.samples.len(), 121);
         let recent = ring.recent(299_000, 60_000, 30);
         assert_eq!(recent.len(), 30);
         assert_eq!(recent.last().map(|s| s.up), Some(299));
-        let half = SpeedSample { ts_ms: 0, up: 1000, down: 0, secs: 0.5 };
+        let half = SpeedSample {
+            ts_ms: 0,
+            up: 1000,
+            down: 0,
+            secs: 0.5,
+        };
         assert_eq!(half.up_bps(), 2000.0);
     }
 }

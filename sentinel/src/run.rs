@@ -2,23 +2,28 @@
 //! interface, and detach cleanly on SIGINT/SIGTERM.
 
 use std::{
-    sync::{Arc, RwLock},
+    net::IpAddr,
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant, SystemTime},
 };
 
-use sentinel_common::abi::{ErrorKind, REMOTES_MAX_ENTRIES, Verdict};
+use sentinel_common::abi::{ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters, Verdict};
 use tokio::sync::mpsc;
 
 use crate::{
     addrwatch::{self, IfaceState, PlanBuilder},
+    api::{self, ApiState, DaemonInfo},
+    capture::remote_ip,
     capture::{
         Backend, KernelTotals,
         ebpf::{EbpfError, KernelClassifier, MapsOrigin},
     },
     config::Config,
-    drain::Drain,
+    drain::{Checkpoint, Deltas, Drain},
     iface::{self, IfaceError},
+    meter::{SpeedRing, SpeedSample},
     status::{self, CaptureState, CaptureStatus, SharedStatus},
+    store::{Sample, Store, StoreOptions},
 };
 
 /// How often the maps are drained.
@@ -36,6 +41,20 @@ pub enum RunError {
     /// Reading the backend failed.
     #[error(transparent)]
     Backend(#[from] crate::capture::BackendError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The final flush failed (the counts stay in the kernel maps and the checkpoint is older, so
+    /// the next start picks them up).
+    #[error(transparent)]
+    Flush(#[from] crate::store::FlushError),
+    /// The web server could not listen.
+    #[error("listening on {addr} failed (WEB_BIND/WEB_PORT)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// Signal handling or the netlink watch could not be set up.
     #[error("setting up {what} failed")]
     Setup {
@@ -51,6 +70,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Some(name) => name.clone(),
         None => iface::default_route_interface()?,
     };
+    let store = Arc::new(open_store(&config)?);
     let mut builder = PlanBuilder::new(&config, &iface);
     let mut current = builder.read(Instant::now())?;
     let mut classifier = KernelClassifier::load_pinned(&config.bpf_pin_dir)?;
@@ -72,8 +92,54 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     publish_addresses(&shared, &current);
     log_startup(&config, &status::read(&shared), classifier.instance());
 
-    let mut drain = Drain::new(classifier.instance(), None);
+    let checkpoint = match store.checkpoint() {
+        Ok(bytes) => bytes.as_deref().and_then(Checkpoint::from_bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the capture checkpoint failed; counting from the maps' start");
+            None
+        }
+    };
+    match &checkpoint {
+        Some(cp) if cp.instance == classifier.instance() => {
+            tracing::info!("resuming from the persisted checkpoint of these maps")
+        }
+        Some(_) => tracing::info!(
+            "the persisted checkpoint belongs to other maps; everything in these maps is new"
+        ),
+        None => {}
+    }
+    let mut drain = Drain::new(classifier.instance(), checkpoint.as_ref());
     let mut counted = KernelTotals::default();
+    let speed = Arc::new(Mutex::new(SpeedRing::default()));
+
+    let listener = tokio::net::TcpListener::bind(config.web_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: config.web_addr,
+            source,
+        })?;
+    let api_state = ApiState {
+        store: store.clone(),
+        capture: shared.clone(),
+        speed: speed.clone(),
+        auth: config.web_auth.clone(),
+        info: Arc::new(DaemonInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            started: Instant::now(),
+            started_unix: unix_now(),
+            lan_prefix_len: config.ipv6_lan_prefix_len,
+        }),
+    };
+    let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let web = tokio::spawn(api::serve(listener, api::router(api_state), async {
+        let _ = web_stopped.await;
+    }));
+    tracing::info!(listen = %config.web_addr, "dashboard and API at http://{}/", config.web_addr);
+    let mut meter = Meter {
+        store: &store,
+        speed: &speed,
+        last: Instant::now(),
+    };
 
     let (events_tx, mut events) = mpsc::channel(1);
     addrwatch::spawn_netlink_watch(events_tx).map_err(|source| RunError::Setup {
@@ -95,7 +161,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     loop {
         tokio::select! {
             _ = drain_tick.tick() => {
-                drain_once(&mut classifier, &mut drain, &mut counted, &shared)?;
+                drain_once(&mut classifier, &mut drain, &mut counted, &shared, &mut meter)?;
             }
             Some(()) = events.recv() => {
                 follow_interface(&mut builder, &mut current, &mut classifier, &config, &shared)?;
@@ -112,16 +178,107 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             _ = sigterm.recv() => break,
         }
     }
-    // A last drain, so nothing counted before the signal is left behind.
-    drain_once(&mut classifier, &mut drain, &mut counted, &shared)?;
+    // Stop counting, take a last drain so nothing counted before the signal is left behind, and
+    // flush it with its checkpoint.
+    let _ = stop_web.send(());
     classifier.detach()?;
+    drain_once(
+        &mut classifier,
+        &mut drain,
+        &mut counted,
+        &shared,
+        &mut meter,
+    )?;
+    drop(meter);
+    match web.await {
+        Ok(Err(e)) => tracing::warn!(error = %e, "web server stopped with an error"),
+        Err(e) => tracing::warn!(error = %e, "web server task failed"),
+        Ok(Ok(())) => {}
+    }
+    let store = Arc::try_unwrap(store).map_err(|_| RunError::Setup {
+        what: "the final flush",
+        source: std::io::Error::other("the store is still shared"),
+    })?;
+    let report = store.close()?;
     tracing::info!(
         iface,
         up_bytes = counted.verdict(Verdict::Up).ip_bytes,
         down_bytes = counted.verdict(Verdict::Down).ip_bytes,
-        "detached; bye"
+        flushed = ?report,
+        "detached and flushed; bye"
     );
     Ok(())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn open_store(config: &Config) -> Result<Store, RunError> {
+    let options = StoreOptions {
+        save_interval: config.save_interval,
+        top_remotes_per_day: config.top_remotes_per_day,
+        remotes_retention_days: config.remotes_retention_days,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&config.db_path, config.zone, options)?;
+    let report = store.open_report();
+    tracing::info!(
+        db = %config.db_path.display(),
+        created = report.created,
+        migrations = ?report.migrations,
+        backup = ?report.backup,
+        seed_database = report.seed.is_some(),
+        tz = config.zone.name(),
+        utc_offset = crate::api::format_offset(config.zone.offset_at(unix_now())),
+        save_interval_s = config.save_interval.as_secs(),
+        "history database open"
+    );
+    Ok(store)
+}
+
+/// Where each drain's deltas go: the store's pending counts and the live speed.
+struct Meter<'a> {
+    store: &'a Store,
+    speed: &'a Mutex<SpeedRing>,
+    last: Instant,
+}
+
+impl Meter<'_> {
+    fn record(&mut self, deltas: &Deltas, checkpoint: &Checkpoint) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        let (up, down) = (
+            deltas.totals.verdict(Verdict::Up),
+            deltas.totals.verdict(Verdict::Down),
+        );
+        let remotes: Vec<(IpAddr, RemoteCounters)> = deltas
+            .remotes
+            .iter()
+            .map(|(key, counters)| (remote_ip(key), *counters))
+            .collect();
+        let at = unix_now();
+        self.store.record(&Sample {
+            at,
+            up,
+            down,
+            remotes: &remotes,
+            checkpoint: Some(checkpoint.to_bytes()),
+        });
+        let sample = SpeedSample {
+            ts_ms: at * 1000,
+            up: up.ip_bytes,
+            down: down.ip_bytes,
+            secs,
+        };
+        self.speed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sample);
+    }
 }
 
 /// Reads the maps once and accounts what grew.
@@ -130,9 +287,11 @@ fn drain_once(
     drain: &mut Drain,
     counted: &mut KernelTotals,
     shared: &SharedStatus,
+    meter: &mut Meter<'_>,
 ) -> Result<(), RunError> {
     let snap = classifier.snapshot()?;
     let deltas = drain.advance(&snap);
+    meter.record(&deltas, &drain.checkpoint());
     for (total, delta) in counted.slots.iter_mut().zip(deltas.totals.slots.iter()) {
         total.packets += delta.packets;
         total.ip_bytes += delta.ip_bytes;

@@ -71,9 +71,5 @@ pub fn remote_key(addr: &str) -> RemoteKey {
 
 /// The printable address of a remote key.
 pub fn remote_addr(key: &RemoteKey) -> IpAddr {
-    if key.family == sentinel_common::abi::FAMILY_V4 {
-        IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])
-    } else {
-        IpAddr::from(key.addr)
-    }
+    crate::capture::remote_ip(key)
 }

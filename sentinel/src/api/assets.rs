@@ -34,9 +34,18 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         return ApiError::NotFound(format!("/static/{path}")).into_response();
     };
     let hash = file.metadata.sha256_hash();
-    let etag = format!("\"{}\"", hash[..12].iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let etag = format!(
+        "\"{}\"",
+        hash[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path)),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
@@ -60,7 +69,11 @@ pub async fn index(headers: HeaderMap) -> Response {
 pub async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
     if path == "index.html" {
         // The page uses relative URLs and must be opened at the root.
-        return (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, HeaderValue::from_static("/"))]).into_response();
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, HeaderValue::from_static("/"))],
+        )
+            .into_response();
     }
     serve(&path, &headers)
 }
@@ -71,8 +84,17 @@ mod tests {
 
     #[test]
     fn the_dashboard_and_its_scripts_are_embedded() {
-        assert!(Assets::get("index.html").is_some(), "static/index.html embedded");
-        assert!(Assets::iter().any(|p| p.ends_with(".js")), "scripts embedded");
-        assert_eq!(content_type("vendor/echarts.min.js"), "text/javascript; charset=utf-8");
+        assert!(
+            Assets::get("index.html").is_some(),
+            "static/index.html embedded"
+        );
+        assert!(
+            Assets::iter().any(|p| p.ends_with(".js")),
+            "scripts embedded"
+        );
+        assert_eq!(
+            content_type("vendor/echarts.min.js"),
+            "text/javascript; charset=utf-8"
+        );
     }
 }

@@ -27,10 +27,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether a request carries the right credentials.
 pub fn authorized(auth: &Auth, request: &Request) -> bool {
-    let Some(value) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
         return false;
     };
     base64::engine::general_purpose::STANDARD
@@ -41,7 +48,10 @@ pub fn authorized(auth: &Auth, request: &Request) -> bool {
 /// The middleware.
 pub async fn require(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     match &state.auth {
-        Some(auth) if !auth.exempt.iter().any(|p| p == request.uri().path()) && !authorized(auth, &request) => {
+        Some(auth)
+            if !auth.exempt.iter().any(|p| p == request.uri().path())
+                && !authorized(auth, &request) =>
+        {
             ApiError::Unauthorized.into_response()
         }
         _ => next.run(request).await,

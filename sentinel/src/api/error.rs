@@ -48,11 +48,17 @@ impl IntoResponse for ApiError {
             tracing::error!(error = msg, "API request failed");
         }
         let status = self.status();
-        let mut response = (status, super::json::Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        let mut response = (
+            status,
+            super::json::Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Basic realm=\"NetTraffic-Sentinel\", charset=\"UTF-8\""),
+                axum::http::HeaderValue::from_static(
+                    "Basic realm=\"NetTraffic-Sentinel\", charset=\"UTF-8\"",
+                ),
             );
         }
         response

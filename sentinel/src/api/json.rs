@@ -15,10 +15,15 @@ impl<T: Serialize> IntoResponse for Json<T> {
         match encode(&self.0) {
             Ok(body) => {
                 let mut r = body.into_response();
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 r
             }
-            Err(e) => super::error::ApiError::Internal(format!("encoding JSON: {e}")).into_response(),
+            Err(e) => {
+                super::error::ApiError::Internal(format!("encoding JSON: {e}")).into_response()
+            }
         }
     }
 }
@@ -56,7 +61,16 @@ mod tests {
             big: u8,
             note: &'static str,
         }
-        let text = encode(&T { zeta: 1, current_down_bps: 2, big: 3, note: "手动" }).expect("encodes");
-        assert_eq!(text, "{\"current_down_Bps\":3,\"current_down_bps\":2,\"note\":\"\\u624b\\u52a8\",\"zeta\":1}\n");
+        let text = encode(&T {
+            zeta: 1,
+            current_down_bps: 2,
+            big: 3,
+            note: "手动",
+        })
+        .expect("encodes");
+        assert_eq!(
+            text,
+            "{\"current_down_Bps\":3,\"current_down_bps\":2,\"note\":\"\\u624b\\u52a8\",\"zeta\":1}\n"
+        );
     }
 }

@@ -17,9 +17,18 @@ use crate::status::{self, CaptureState};
 /// (the last sample, over the time it really covered).
 pub async fn realtime(State(state): State<ApiState>) -> Json<Value> {
     let now_ms = state.now() * 1000 + 999;
-    let samples = state.speed.lock().unwrap_or_else(|p| p.into_inner()).recent(now_ms, 60_000, 30);
-    let (up, down) = samples.last().map_or((0, 0), |s| (s.up_bps().round() as u64, s.down_bps().round() as u64));
-    let items: Vec<Value> = samples.iter().map(|s| json!({ "ts": s.ts_ms / 1000, "up": s.up, "down": s.down })).collect();
+    let samples = state
+        .speed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .recent(now_ms, 60_000, 30);
+    let (up, down) = samples.last().map_or((0, 0), |s| {
+        (s.up_bps().round() as u64, s.down_bps().round() as u64)
+    });
+    let items: Vec<Value> = samples
+        .iter()
+        .map(|s| json!({ "ts": s.ts_ms / 1000, "up": s.up, "down": s.down }))
+        .collect();
     Json(json!({
         "current_up_Bps": up, "current_up_bps": up * 8,
         "current_down_Bps": down, "current_down_bps": down * 8,
@@ -39,7 +48,10 @@ pub fn unhealthy_reason(state: &ApiState) -> Option<String> {
     let store = state.store.status();
     if store.consecutive_failures > 0 {
         let why = store.last_error.map(|e| e.message).unwrap_or_default();
-        return Some(format!("storage is failing ({} failed flushes in a row): {why}", store.consecutive_failures));
+        return Some(format!(
+            "storage is failing ({} failed flushes in a row): {why}",
+            store.consecutive_failures
+        ));
     }
     None
 }
@@ -49,9 +61,11 @@ pub async fn health(State(state): State<ApiState>) -> Response {
     let ts = local_rfc3339(state.store.zone(), state.now());
     match unhealthy_reason(&state) {
         None => Json(json!({ "status": "ok", "ts": ts })).into_response(),
-        Some(reason) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unhealthy", "reason": reason, "ts": ts }))).into_response()
-        }
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unhealthy", "reason": reason, "ts": ts })),
+        )
+            .into_response(),
     }
 }
 
@@ -71,7 +85,9 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
         CaptureState::Down(reason) => ("down", Some(reason.clone())),
     };
     let failing = store.consecutive_failures > 0;
-    let db_size = std::fs::metadata(state.store.path()).map(|m| m.len()).unwrap_or(0);
+    let db_size = std::fs::metadata(state.store.path())
+        .map(|m| m.len())
+        .unwrap_or(0);
     Json(json!({
         "backend": c.backend,
         "attach_mode": c.attach_mode,
@@ -109,16 +125,32 @@ const NOTE_TOP: &str = "上行/下行方向判断依赖 ipv6 列表中的本机�
 /// `GET /api/debug/local_ips`: the seed's shape, plus the prefixes kept by their grace period.
 pub async fn local_ips(State(state): State<ApiState>) -> Json<Value> {
     let c = status::read(&state.capture);
-    let mut v4: Vec<String> = c.locals.iter().filter(|a| a.is_ipv4()).map(IpAddr::to_string).collect();
-    let mut v6: Vec<String> = c.locals.iter().filter(|a| a.is_ipv6()).map(IpAddr::to_string).collect();
+    let mut v4: Vec<String> = c
+        .locals
+        .iter()
+        .filter(|a| a.is_ipv4())
+        .map(IpAddr::to_string)
+        .collect();
+    let mut v6: Vec<String> = c
+        .locals
+        .iter()
+        .filter(|a| a.is_ipv6())
+        .map(IpAddr::to_string)
+        .collect();
     v4.sort();
     v6.sort();
     let manual = c.lan_mode == "manual";
-    let mode = if manual { "manual".to_owned() } else { format!("auto-gua-/{}", state.info.lan_prefix_len) };
+    let mode = if manual {
+        "manual".to_owned()
+    } else {
+        format!("auto-gua-/{}", state.info.lan_prefix_len)
+    };
     let note = if manual {
         NOTE_MANUAL.to_owned()
     } else {
-        NOTE_AUTO.replace("/56", &format!("/{}", state.info.lan_prefix_len)).replace("每小时刷新一次", "地址变化时立即刷新")
+        NOTE_AUTO
+            .replace("/56", &format!("/{}", state.info.lan_prefix_len))
+            .replace("每小时刷新一次", "地址变化时立即刷新")
     };
     Json(json!({
         "iface": c.iface,

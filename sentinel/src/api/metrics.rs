@@ -24,7 +24,10 @@ impl Out {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
         if labels.is_empty() {
             let _ = writeln!(self.0, "{name} {value}");
         } else {
@@ -34,7 +37,9 @@ impl Out {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders every metric.
@@ -45,9 +50,21 @@ pub fn render(state: &ApiState) -> String {
     let families = [(FAMILY_V4, "ipv4"), (FAMILY_V6, "ipv6")];
     let directions = [(Verdict::Up, "up"), (Verdict::Down, "down")];
     for (metric, help, pick) in [
-        ("sentinel_bytes_total", "Public internet traffic, IP-layer bytes as they crossed the wire.", 0),
-        ("sentinel_packets_total", "Public internet traffic, packets (segments of super-packets counted).", 1),
-        ("sentinel_wire_bytes_total", "Public internet traffic, IP bytes plus link-layer headers.", 2),
+        (
+            "sentinel_bytes_total",
+            "Public internet traffic, IP-layer bytes as they crossed the wire.",
+            0,
+        ),
+        (
+            "sentinel_packets_total",
+            "Public internet traffic, packets (segments of super-packets counted).",
+            1,
+        ),
+        (
+            "sentinel_wire_bytes_total",
+            "Public internet traffic, IP bytes plus link-layer headers.",
+            2,
+        ),
     ] {
         out.family(metric, "counter", help);
         for (verdict, direction) in directions {
@@ -58,41 +75,114 @@ pub fn render(state: &ApiState) -> String {
             }
         }
     }
-    out.family("sentinel_ignored_packets_total", "counter", "Packets seen but not public traffic: LAN (both ends inside) or transit (both public).");
+    out.family(
+        "sentinel_ignored_packets_total",
+        "counter",
+        "Packets seen but not public traffic: LAN (both ends inside) or transit (both public).",
+    );
     for (verdict, reason) in [(Verdict::Lan, "lan"), (Verdict::Transit, "transit")] {
         for (family, fname) in families {
-            out.sample("sentinel_ignored_packets_total", &[("reason", reason), ("family", fname)], c.counters.get(verdict, family).packets);
+            out.sample(
+                "sentinel_ignored_packets_total",
+                &[("reason", reason), ("family", fname)],
+                c.counters.get(verdict, family).packets,
+            );
         }
     }
-    out.family("sentinel_capture_errors_total", "counter", "Frames not counted or counted with a correction, by kind.");
+    out.family(
+        "sentinel_capture_errors_total",
+        "counter",
+        "Frames not counted or counted with a correction, by kind.",
+    );
     for kind in ErrorKind::ALL {
-        out.sample("sentinel_capture_errors_total", &[("kind", kind.name())], c.counters.error(kind));
+        out.sample(
+            "sentinel_capture_errors_total",
+            &[("kind", kind.name())],
+            c.counters.error(kind),
+        );
     }
-    out.family("sentinel_capture_drops_total", "counter", "Frames the capture path could not count.");
+    out.family(
+        "sentinel_capture_drops_total",
+        "counter",
+        "Frames the capture path could not count.",
+    );
     out.sample("sentinel_capture_drops_total", &[], c.drops);
-    out.family("sentinel_capture_up", "gauge", "1 while capture is attached and counting.");
-    out.sample("sentinel_capture_up", &[("backend", c.backend)], u8::from(c.state == CaptureState::Running));
-    out.family("sentinel_remote_map_entries", "gauge", "Entries in the per-remote map.");
+    out.family(
+        "sentinel_capture_up",
+        "gauge",
+        "1 while capture is attached and counting.",
+    );
+    out.sample(
+        "sentinel_capture_up",
+        &[("backend", c.backend)],
+        u8::from(c.state == CaptureState::Running),
+    );
+    out.family(
+        "sentinel_remote_map_entries",
+        "gauge",
+        "Entries in the per-remote map.",
+    );
     out.sample("sentinel_remote_map_entries", &[], c.remotes_in_map);
-    out.family("sentinel_last_flush_timestamp_seconds", "gauge", "Unix time of the last successful flush to the database.");
-    out.sample("sentinel_last_flush_timestamp_seconds", &[], store.last_flush_ok.unwrap_or(0));
-    out.family("sentinel_flushes_total", "counter", "Flushes to the database, by result.");
-    out.sample("sentinel_flushes_total", &[("result", "ok")], store.flushes_ok);
-    out.sample("sentinel_flushes_total", &[("result", "failed")], store.flushes_failed);
-    out.family("sentinel_pending_hours", "gauge", "Hours with counts not yet in the database.");
+    out.family(
+        "sentinel_last_flush_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful flush to the database.",
+    );
+    out.sample(
+        "sentinel_last_flush_timestamp_seconds",
+        &[],
+        store.last_flush_ok.unwrap_or(0),
+    );
+    out.family(
+        "sentinel_flushes_total",
+        "counter",
+        "Flushes to the database, by result.",
+    );
+    out.sample(
+        "sentinel_flushes_total",
+        &[("result", "ok")],
+        store.flushes_ok,
+    );
+    out.sample(
+        "sentinel_flushes_total",
+        &[("result", "failed")],
+        store.flushes_failed,
+    );
+    out.family(
+        "sentinel_pending_hours",
+        "gauge",
+        "Hours with counts not yet in the database.",
+    );
     out.sample("sentinel_pending_hours", &[], store.pending_hours);
-    out.family("sentinel_start_time_seconds", "gauge", "Unix time the daemon started.");
+    out.family(
+        "sentinel_start_time_seconds",
+        "gauge",
+        "Unix time the daemon started.",
+    );
     out.sample("sentinel_start_time_seconds", &[], state.info.started_unix);
-    out.family("sentinel_build_info", "gauge", "Build and configuration facts; always 1.");
-    out.sample("sentinel_build_info", &[("version", state.info.version), ("backend", c.backend), ("tz", state.store.zone().name())], 1);
+    out.family(
+        "sentinel_build_info",
+        "gauge",
+        "Build and configuration facts; always 1.",
+    );
+    out.sample(
+        "sentinel_build_info",
+        &[
+            ("version", state.info.version),
+            ("backend", c.backend),
+            ("tz", state.store.zone().name()),
+        ],
+        1,
+    );
     out.0
 }
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     let mut response = render(&state).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     response
 }

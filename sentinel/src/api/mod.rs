@@ -28,7 +28,9 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer};
+use tower_http::{
+    compression::CompressionLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+};
 
 pub use self::error::ApiError;
 use crate::{meter::SpeedRing, status::SharedStatus, store::Store};
@@ -86,6 +88,11 @@ impl ApiState {
     }
 }
 
+/// `+08:00` for an offset in seconds east of UTC.
+pub fn format_offset(seconds: i32) -> String {
+    traffic::offset_text(seconds)
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = Vec::new();
     let mut source = e.source();
@@ -105,7 +112,9 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// The router with every route and layer.
 pub fn router(state: ApiState) -> Router {
-    let header = |name: HeaderName, value: &'static str| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    let header = |name: HeaderName, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+    };
     Router::new()
         .route("/", get(assets::index))
         .route("/static/{*path}", get(assets::file))
@@ -129,8 +138,13 @@ pub fn router(state: ApiState) -> Router {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(TimeoutLayer::new(Duration::from_secs(10)))
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_IN_FLIGHT,
+        ))
         .with_state(state)
 }
 
@@ -148,5 +162,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

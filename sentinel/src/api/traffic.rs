@@ -39,7 +39,11 @@ pub fn offset_text(seconds: i32) -> String {
 pub fn local_rfc3339(zone: Zone, unix: i64) -> String {
     let offset = zone.offset_at(unix);
     match chrono::DateTime::from_timestamp(unix + i64::from(offset), 0) {
-        Some(t) => format!("{}{}", t.naive_utc().format("%Y-%m-%dT%H:%M:%S"), offset_text(offset)),
+        Some(t) => format!(
+            "{}{}",
+            t.naive_utc().format("%Y-%m-%dT%H:%M:%S"),
+            offset_text(offset)
+        ),
         None => String::new(),
     }
 }
@@ -47,7 +51,8 @@ pub fn local_rfc3339(zone: Zone, unix: i64) -> String {
 /// One series item in the seed's shape for its granularity.
 fn item(p: &Point) -> Value {
     let (up, down) = (p.traffic.up.ip_bytes, p.traffic.down.ip_bytes);
-    let mut v = json!({ "up_bytes": up, "down_bytes": down, "total_bytes": up.saturating_add(down) });
+    let mut v =
+        json!({ "up_bytes": up, "down_bytes": down, "total_bytes": up.saturating_add(down) });
     let label = p.period.label();
     match p.period {
         Period::Hour { utc_offset, .. } => {
@@ -63,11 +68,25 @@ fn item(p: &Point) -> Value {
 /// A date parameter: exactly `YYYY-MM-DD` and a real day (the seed accepted `2025-3-1` and then
 /// compared strings, D29).
 pub fn parse_date(name: &str, value: Option<&String>) -> Result<Option<NaiveDate>, ApiError> {
-    let Some(text) = value.map(|s| s.as_str()) else { return Ok(None) };
+    let Some(text) = value.map(|s| s.as_str()) else {
+        return Ok(None);
+    };
     let well_formed = text.len() == 10
-        && text.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
-    let date = well_formed.then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()).flatten();
-    date.map(Some).ok_or_else(|| ApiError::BadRequest(format!("{name}: {text:?} is not a date of the form YYYY-MM-DD")))
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    let date = well_formed
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten();
+    date.map(Some).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{name}: {text:?} is not a date of the form YYYY-MM-DD"
+        ))
+    })
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -75,7 +94,10 @@ type Params = Query<HashMap<String, String>>;
 /// Rejects parameters an endpoint does not know (a typo should not silently change the answer).
 fn only(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match params.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::BadRequest(format!("unknown parameter {k:?}; expected {}", known.join(", ")))),
+        Some(k) => Err(ApiError::BadRequest(format!(
+            "unknown parameter {k:?}; expected {}",
+            known.join(", ")
+        ))),
         None => Ok(()),
     }
 }
@@ -93,26 +115,44 @@ pub async fn summary(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
 }
 
 /// `GET /api/query?start&end&granularity[&format=csv]`.
-pub async fn query(State(state): State<ApiState>, Query(params): Params) -> Result<Response, ApiError> {
+pub async fn query(
+    State(state): State<ApiState>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
     only(&params, &["start", "end", "granularity", "format"])?;
-    let (Some(first), Some(last)) = (parse_date("start", params.get("start"))?, parse_date("end", params.get("end"))?) else {
+    let (Some(first), Some(last)) = (
+        parse_date("start", params.get("start"))?,
+        parse_date("end", params.get("end"))?,
+    ) else {
         return Err(ApiError::BadRequest("start and end are required".into()));
     };
     if first > last {
-        return Err(ApiError::BadRequest(format!("start {first} is after end {last}")));
+        return Err(ApiError::BadRequest(format!(
+            "start {first} is after end {last}"
+        )));
     }
     let granularity = match params.get("granularity").map(|s| s.as_str()) {
         None | Some("day") => Granularity::Day,
         Some("hour") => Granularity::Hour,
         Some("month") => Granularity::Month,
-        Some(other) => return Err(ApiError::BadRequest(format!("granularity {other:?} is not hour, day or month"))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "granularity {other:?} is not hour, day or month"
+            )));
+        }
     };
     let csv = match params.get("format").map(|s| s.as_str()) {
         None | Some("json") => false,
         Some("csv") => true,
-        Some(other) => return Err(ApiError::BadRequest(format!("format {other:?} is not json or csv"))),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format {other:?} is not json or csv"
+            )));
+        }
     };
-    let series = state.query(move |store, _| store.series(first, last, granularity)).await?;
+    let series = state
+        .query(move |store, _| store.series(first, last, granularity))
+        .await?;
     if csv {
         return Ok(csv_response(&series, state.store.zone(), first, last));
     }
@@ -122,7 +162,9 @@ pub async fn query(State(state): State<ApiState>, Query(params): Params) -> Resu
 
 /// The series as CSV: a header row, ISO 8601 period starts, every counter.
 fn csv_response(series: &Series, zone: Zone, first: NaiveDate, last: NaiveDate) -> Response {
-    let mut out = String::from("period,start,up_bytes,down_bytes,total_bytes,up_packets,down_packets,up_wire_bytes,down_wire_bytes\n");
+    let mut out = String::from(
+        "period,start,up_bytes,down_bytes,total_bytes,up_packets,down_packets,up_wire_bytes,down_wire_bytes\n",
+    );
     for p in &series.points {
         let t = &p.traffic;
         out.push_str(&format!(
@@ -140,8 +182,13 @@ fn csv_response(series: &Series, zone: Zone, first: NaiveDate, last: NaiveDate) 
     }
     let mut response = out.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"traffic-{first}-{last}.csv\"")) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"traffic-{first}-{last}.csv\""
+    )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     response
@@ -150,13 +197,17 @@ fn csv_response(series: &Series, zone: Zone, first: NaiveDate, last: NaiveDate) 
 /// `GET /api/history/30days`.
 pub async fn days30(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let s = state.query(|store, now| store.last_30_days(now)).await?;
-    Ok(Json(json!({ "days": s.points.iter().map(item).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "days": s.points.iter().map(item).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `GET /api/history/12months`.
 pub async fn months12(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let s = state.query(|store, now| store.last_12_months(now)).await?;
-    Ok(Json(json!({ "months": s.points.iter().map(item).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "months": s.points.iter().map(item).collect::<Vec<_>>() }),
+    ))
 }
 
 /// `GET /api/history/today_hours`: every hour of today so far (zero-filled, current hour
@@ -164,33 +215,51 @@ pub async fn months12(State(state): State<ApiState>) -> Result<Json<Value>, ApiE
 pub async fn today_hours(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let now = state.now();
     let s = state.query(|store, now| store.today_hours(now)).await?;
-    let hours: Vec<Value> = s.points.iter().filter(|p| p.start <= now).map(item).collect();
+    let hours: Vec<Value> = s
+        .points
+        .iter()
+        .filter(|p| p.start <= now)
+        .map(item)
+        .collect();
     Ok(Json(json!({ "hours": hours })))
 }
 
 /// `GET /api/date_range`.
 pub async fn date_range(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let (min, max) = state.query(|store, now| store.date_range(now)).await?;
-    Ok(Json(json!({ "min": min.format("%Y-%m-%d").to_string(), "max": max.format("%Y-%m-%d").to_string() })))
+    Ok(Json(
+        json!({ "min": min.format("%Y-%m-%d").to_string(), "max": max.format("%Y-%m-%d").to_string() }),
+    ))
 }
 
 /// `GET /api/top_ips[?start&end&limit]`: by up + down bytes over the range (default: today).
-pub async fn top_ips(State(state): State<ApiState>, Query(params): Params) -> Result<Json<Value>, ApiError> {
+pub async fn top_ips(
+    State(state): State<ApiState>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
     only(&params, &["start", "end", "limit"])?;
     let today = state.store.zone().local_date(state.now());
     let first = parse_date("start", params.get("start"))?.unwrap_or(today);
     let last = parse_date("end", params.get("end"))?.unwrap_or(today);
     if first > last {
-        return Err(ApiError::BadRequest(format!("start {first} is after end {last}")));
+        return Err(ApiError::BadRequest(format!(
+            "start {first} is after end {last}"
+        )));
     }
     let limit = match params.get("limit") {
         None => 10,
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=100).contains(&n) => n,
-            _ => return Err(ApiError::BadRequest(format!("limit {text:?} is not a number from 1 to 100"))),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit {text:?} is not a number from 1 to 100"
+                )));
+            }
         },
     };
-    let top = state.query(move |store, _| store.top_remotes(first, last, limit)).await?;
+    let top = state
+        .query(move |store, _| store.top_remotes(first, last, limit))
+        .await?;
     let items: Vec<Value> = top
         .remotes
         .iter()
@@ -200,7 +269,9 @@ pub async fn top_ips(State(state): State<ApiState>, Query(params): Params) -> Re
                     "up_bytes": r.counters.up_bytes, "down_bytes": r.counters.down_bytes })
         })
         .collect();
-    Ok(Json(json!({ "top_ips": items, "start": first.to_string(), "end": last.to_string() })))
+    Ok(Json(
+        json!({ "top_ips": items, "start": first.to_string(), "end": last.to_string() }),
+    ))
 }
 
 #[cfg(test)]
@@ -210,8 +281,21 @@ mod tests {
     #[test]
     fn dates_must_be_exact() {
         let p = |s: &str| parse_date("start", Some(&s.to_owned()));
-        assert_eq!(p("2025-03-01").ok().flatten(), NaiveDate::from_ymd_opt(2025, 3, 1));
-        for bad in ["2025-3-1", "2025-03- 5", "2024-02-30", "2024-13-01", "x", "", "20250301", "2025-03-011", "٢٠٢٥-٠٣-٠١"] {
+        assert_eq!(
+            p("2025-03-01").ok().flatten(),
+            NaiveDate::from_ymd_opt(2025, 3, 1)
+        );
+        for bad in [
+            "2025-3-1",
+            "2025-03- 5",
+            "2024-02-30",
+            "2024-13-01",
+            "x",
+            "",
+            "20250301",
+            "2025-03-011",
+            "٢٠٢٥-٠٣-٠١",
+        ] {
             assert!(p(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(parse_date("start", None).ok().flatten(), None);

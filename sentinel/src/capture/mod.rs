@@ -77,3 +77,12 @@ impl KernelTotals {
         self.errors[kind as usize]
     }
 }
+
+/// The address of a remote key.
+pub fn remote_ip(key: &RemoteKey) -> std::net::IpAddr {
+    if key.family == sentinel_common::abi::FAMILY_V4 {
+        std::net::IpAddr::from([key.addr[0], key.addr[1], key.addr[2], key.addr[3]])
+    } else {
+        std::net::IpAddr::from(key.addr)
+    }
+}
