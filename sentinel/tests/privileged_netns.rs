@@ -218,7 +218,10 @@ fn sigkill_during_traffic_loses_nothing_and_counts_nothing_twice() {
     let lab = lab();
     let pins = PinDir::new("kill");
     let _sink = UdpSink::bind(&lab.wan, PORT).expect("sink");
-    let daemon = Daemon::start(&lab, &pins.0, &[]);
+    // Flush every 10 s: the kill lands after a flush, so the restart must use the checkpoint to
+    // avoid counting the flushed part twice, and the kernel maps to lose nothing after it.
+    let env = [("SAVE_INTERVAL", "10")];
+    let daemon = Daemon::start(&lab, &pins.0, &env);
     let base = daemon.settled();
     assert_eq!(get(&base, "up_packets"), 0);
     // Traffic before, during and after the kill.
@@ -226,17 +229,33 @@ fn sigkill_during_traffic_loses_nothing_and_counts_nothing_twice() {
         let nas = lab.nas.clone();
         std::thread::spawn(move || {
             let mut total = 0u64;
-            for _ in 0..30 {
-                total += send_udp(&nas, WAN_V4.into(), PORT, 1000, 200).expect("send") as u64;
+            for _ in 0..150 {
+                total += send_udp(&nas, WAN_V4.into(), PORT, 1000, 100).expect("send") as u64;
                 std::thread::sleep(Duration::from_millis(100));
             }
             total
         })
     };
-    std::thread::sleep(Duration::from_millis(800));
+    // Wait for a flush that persisted some of the traffic (and a checkpoint with it).
+    let flushed = || -> bool {
+        daemon
+            .get("/api/status")
+            .ok()
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| !s["storage"]["last_flush"].is_null())
+    };
+    let start = std::time::Instant::now();
+    while !flushed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no flush within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     daemon.kill();
-    std::thread::sleep(Duration::from_millis(800));
-    let restarted = Daemon::start(&lab, &pins.0, &[]);
+    std::thread::sleep(Duration::from_millis(1000));
+    let restarted = Daemon::start(&lab, &pins.0, &env);
     let sent = sender.join().expect("sender");
     let t = restarted.settled();
     assert_eq!(get(&t, "up_packets"), sent, "packets across the kill");

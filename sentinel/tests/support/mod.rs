@@ -26,11 +26,20 @@ pub struct Daemon {
     last: Arc<Mutex<Option<Totals>>>,
     log: Arc<Mutex<Vec<String>>>,
     pub pin_dir: PathBuf,
+    /// The namespace the daemon (and its web server on 127.0.0.1:8080) lives in.
+    pub netns: String,
 }
+
+/// The daemon's web port inside the lab NAS's own network namespace.
+pub const WEB_PORT: u16 = 8080;
 
 impl Daemon {
     /// Starts the daemon on the lab NAS's eth0 with extra environment variables.
     pub fn start(lab: &Lab, pin_dir: &PathBuf, env: &[(&str, &str)]) -> Self {
+        let db_dir = pin_dir
+            .file_name()
+            .map(|n| std::env::temp_dir().join(n))
+            .expect("pin dir name");
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net=/var/run/netns/{}", lab.nas))
             .arg("--")
@@ -39,6 +48,9 @@ impl Daemon {
             .env("PRINT_INTERVAL", "1")
             .env("BPF_PIN_DIR", pin_dir)
             .env("RUST_LOG", "info")
+            .env("DB_PATH", db_dir.join("traffic.db"))
+            .env("WEB_BIND", "127.0.0.1")
+            .env("WEB_PORT", WEB_PORT.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -71,14 +83,57 @@ impl Daemon {
             last,
             log,
             pin_dir: pin_dir.clone(),
+            netns: lab.nas.clone(),
         };
         d.wait_for("the first totals line", Duration::from_secs(15), |_| true);
         d
     }
 
-    /// The latest totals.
+    /// The latest totals: up/down packets and bytes from the history API (stored and pending,
+    /// yesterday and today), the rest (LAN, transit, errors) from the daemon's printed line.
     pub fn totals(&self) -> Option<Totals> {
-        self.last.lock().expect("lock").clone()
+        let mut t = self.last.lock().expect("lock").clone()?;
+        let (status, body) = self.get("/api/summary").ok()?;
+        if status != 200 {
+            return None;
+        }
+        let summary: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let today =
+            chrono::NaiveDate::parse_from_str(summary["today_date"].as_str()?, "%Y-%m-%d").ok()?;
+        let yesterday = today.pred_opt()?;
+        let (status, csv) = self
+            .get(&format!(
+                "/api/query?start={yesterday}&end={today}&granularity=day&format=csv"
+            ))
+            .ok()?;
+        if status != 200 {
+            return None;
+        }
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next()?.split(',').collect();
+        for key in [
+            "up_bytes",
+            "down_bytes",
+            "up_packets",
+            "down_packets",
+            "up_wire_bytes",
+            "down_wire_bytes",
+        ] {
+            let col = header.iter().position(|h| *h == key)?;
+            let sum: u64 = csv
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split(',').nth(col)?.parse::<u64>().ok())
+                .sum();
+            t.insert(key.to_owned(), sum);
+        }
+        Some(t)
+    }
+
+    /// `GET path` on the daemon's web server: (status, body).
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let path = path.to_owned();
+        Lab::in_ns(&self.netns, move || http_get(WEB_PORT, &path))
     }
 
     /// Waits until `cond` holds on a fresh totals line, or panics with the last one seen.
@@ -195,6 +250,9 @@ impl PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(name) = self.0.file_name() {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(name));
+        }
     }
 }
 
@@ -203,4 +261,50 @@ pub fn get(t: &Totals, key: &str) -> u64 {
     t.get(key)
         .copied()
         .unwrap_or_else(|| panic!("no {key} in {t:?}"))
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1 (in the calling thread's namespace).
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    ))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
