@@ -100,7 +100,7 @@ impl Default for StoreOptions {
             save_interval: Duration::from_secs(300),
             top_remotes_per_day: 1000,
             remotes_retention_days: 400,
-            max_pending_remotes: 500_000,
+            max_pending_remotes: 200_000,
             busy_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
         }

@@ -29,7 +29,7 @@ pub const MAX_MONTH_DAYS: u64 = 3660;
 /// Longest range for top remotes, in days.
 pub const MAX_TOP_DAYS: u64 = 366;
 /// Most remotes one top query returns.
-pub const MAX_TOP_LIMIT: usize = 1000;
+pub const MAX_TOP_LIMIT: usize = 100;
 /// Earliest and latest dates accepted.
 const FIRST_DATE: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid constant date");
 const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 30).expect("valid constant date");
@@ -505,10 +505,10 @@ impl Store {
             .into());
         }
         let (d1, d2) = (day_of_date(first), day_of_date(last));
-        let keep = self.shared.options.top_remotes_per_day;
+        let depth = remotes::READ_DEPTH.max(u32::try_from(limit).unwrap_or(u32::MAX));
         let (stored, (pending, pending_other)) = self.shared.read(
             |p| p.remotes_in(d1, d2),
-            |conn, pending| Ok((remotes::stored(conn, d1, d2, keep)?, pending)),
+            |conn, pending| Ok((remotes::stored(conn, d1, d2, depth)?, pending)),
         )?;
         let (mut by_ip, mut all) = (stored.by_ip, stored.total);
         for (ip, c) in pending {
