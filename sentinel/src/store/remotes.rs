@@ -284,11 +284,11 @@ pub(crate) fn stored(
     depth: u32,
 ) -> rusqlite::Result<StoredRemotes> {
     let total = conn
-        .prepare_cached(&format!(
+        .prepare_cached(
             "SELECT COALESCE(SUM(up_bytes), 0), COALESCE(SUM(down_bytes), 0), \
              COALESCE(SUM(up_packets), 0), COALESCE(SUM(down_packets), 0) \
-             FROM remote_day_totals WHERE day >= ?1 AND day <= ?2"
-        ))?
+             FROM remote_day_totals WHERE day >= ?1 AND day <= ?2",
+        )?
         .query_row([from, to], |r| read_counters(r, 0))?;
     let mut by_ip = HashMap::new();
     let depth = i64::from(depth);
