@@ -249,3 +249,35 @@ fn closed_months_are_ranked_from_their_own_lists() {
     assert_eq!(ranking(&feb), [(ip(77), 20_000)]);
     assert_eq!(all_bytes(&feb), every_byte + 20_000);
 }
+
+#[test]
+fn a_flood_of_distinct_remotes_today_is_bounded_without_losing_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("traffic.db");
+    let now = utc("2025-03-15 12:00:00");
+    let store = Store::open(
+        &path,
+        zone("UTC"),
+        StoreOptions {
+            max_open_day_remotes: 100,
+            ..options(TestClock::at(now))
+        },
+    )
+    .expect("open");
+    let flood: Vec<(IpAddr, u64, u64)> = (0..300u32)
+        .map(|i| {
+            (
+                IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
+                0,
+                u64::from(i) + 1,
+            )
+        })
+        .collect();
+    record_remotes(&store, now, &flood);
+    store.flush_now().expect("flush");
+    assert_eq!(rows_of_day(&path, "2025-03-15"), 50);
+    let d = date("2025-03-15");
+    let top = store.top_remotes(d, d, 3).expect("top");
+    assert_eq!(ranking(&top)[0], (IpAddr::from([198, 18, 1, 43]), 300));
+    assert_eq!(all_bytes(&top), 300 * 301 / 2);
+}

@@ -113,15 +113,27 @@ pub(crate) fn write(
     Ok(())
 }
 
-/// Compacts every open day before `today` to its top `keep` remotes, builds the lists of closed
-/// months, and deletes what is older than the retention (inside the caller's transaction).
-/// Returns the number of days compacted.
-pub(crate) fn maintain(
-    conn: &Connection,
-    today: i64,
-    keep: u32,
-    retention_days: u32,
-) -> rusqlite::Result<usize> {
+/// Limits of the remote tables.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Remotes kept per closed day and per closed month.
+    pub keep: u32,
+    /// Days of history kept, today included.
+    pub retention_days: u32,
+    /// Rows today may hold before its tail is dropped (a flood of distinct, maybe spoofed,
+    /// sources); today's top half of this is kept, and the day's totals keep every byte.
+    pub max_open_rows: u32,
+}
+
+/// Compacts every open day before `today` to its top `keep` remotes, bounds today's rows, builds the
+/// lists of closed months, and deletes what is older than the retention (inside the caller's
+/// transaction). Returns the number of days compacted.
+pub(crate) fn maintain(conn: &Connection, today: i64, limits: Limits) -> rusqlite::Result<usize> {
+    let Limits {
+        keep,
+        retention_days,
+        max_open_rows,
+    } = limits;
     let oldest_kept = today - i64::from(retention_days) + 1;
     for table in [
         "remote_open",
@@ -174,6 +186,22 @@ pub(crate) fn maintain(
         .map(|d| d.map(month_of_day))
         .collect::<rusqlite::Result<_>>()?
     };
+    let today_rows: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM remote_open WHERE day = ?1")?
+        .query_row([today], |r| r.get(0))?;
+    if today_rows > i64::from(max_open_rows) {
+        conn.prepare_cached(
+            "DELETE FROM remote_open WHERE day = ?1 AND ip IN (SELECT ip FROM remote_open \
+             WHERE day = ?1 ORDER BY up_bytes + down_bytes DESC, ip LIMIT -1 OFFSET ?2)",
+        )?
+        .execute(params![today, max_open_rows / 2])?;
+        tracing::warn!(
+            rows = today_rows,
+            kept = max_open_rows / 2,
+            "more distinct remotes today than the open-day limit: the smallest were dropped \
+             from today's ranking (the day's totals keep their bytes)"
+        );
+    }
     let mut is_built =
         conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM remote_months_built WHERE month = ?1)")?;
     for month in months {

@@ -208,13 +208,12 @@ impl Writer {
         }
         // After the batch, so that late data for a day already over is compacted in this commit.
         let today = day_of_local_seconds(self.shared.zone.local_seconds(now));
-        report.compacted_days = remotes::maintain(
-            &tx,
-            today,
-            options.top_remotes_per_day,
-            options.remotes_retention_days,
-        )
-        .map_err(fail)?;
+        let limits = remotes::Limits {
+            keep: options.top_remotes_per_day,
+            retention_days: options.remotes_retention_days,
+            max_open_rows: options.max_open_day_remotes,
+        };
+        report.compacted_days = remotes::maintain(&tx, today, limits).map_err(fail)?;
         {
             let _gate = self.shared.gate_write();
             if let Err(e) = tx.commit() {
