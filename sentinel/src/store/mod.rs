@@ -41,6 +41,7 @@ pub mod pending;
 pub mod queries;
 pub mod remotes;
 mod schema;
+mod types;
 pub mod writer;
 
 use std::{
