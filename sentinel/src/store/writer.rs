@@ -1,7 +1,7 @@
 //! The single writer thread: flushes pending traffic every `SAVE_INTERVAL`, on demand
 //! ([`super::Store::flush_now`]) and at shutdown, each time in one transaction that also stores the
 //! capture checkpoint and a flush sequence number. Memory is released only after the commit; a
-//! failed flush keeps everything, is logged and shown in [`StoreStatus`], and is retried with
+//! failed flush keeps everything, is logged and shown in [`super::StoreStatus`], and is retried with
 //! backoff (1 s doubling up to a minute, never later than the next regular flush).
 //!
 //! Writes add deltas to the stored rows. They are made safe to retry by the sequence number: each
