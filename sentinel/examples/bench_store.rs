@@ -200,7 +200,7 @@ fn main() -> anyhow::Result<()> {
 
     // Phase 2: per-day remotes for the last `remote_days` days, four flushes a day.
     let built = Instant::now();
-    let store = Store::open(&path, zone, options)?;
+    let store = Store::open(&path, zone, options.clone())?;
     let first_remote_day = last_day
         .checked_sub_days(Days::new(plan.remote_days as u64 - 1))
         .context("date")?;
@@ -227,7 +227,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     clock.0.store(end, Ordering::SeqCst);
-    store.flush_now()?;
+    store.close()?;
     let total_mb = file_mb(&path)?;
     let remote_mb = total_mb - hourly_mb;
     println!(
@@ -236,6 +236,7 @@ fn main() -> anyhow::Result<()> {
         built.elapsed().as_secs_f64()
     );
 
+    let store = Store::open(&path, zone, options)?;
     // Unflushed data, as in production between two flushes: this hour and 5,000 remotes.
     let pending: Vec<(IpAddr, RemoteCounters)> =
         (0..5000).map(|i| remote(plan.remote_days + 7, i)).collect();

@@ -82,8 +82,8 @@ pub struct Cli {
     #[arg(long, env = "SAVE_INTERVAL", default_value_t = 300)]
     pub save_interval: u64,
 
-    /// Remote addresses kept per day once the day is over (10-100000); the rest are summed as
-    /// "other". About 20 bytes each on disk.
+    /// Remote addresses kept per day (and per month) once it is over (10-100000); the rest are
+    /// summed as "other". About 50 bytes each on disk.
     #[arg(long, env = "TOP_REMOTES_PER_DAY", default_value_t = 1000)]
     pub top_remotes_per_day: u32,
 

@@ -91,9 +91,9 @@ fn committed(path: &Path) -> (i64, i64, i64, i64, u64) {
     let (hourly, min, max, rows) = conn
         .query_row(
             "SELECT (SELECT COALESCE(SUM(up_bytes), 0) FROM traffic_hourly), \
-             (SELECT COALESCE(MIN(up_bytes), 0) FROM remote_daily), \
-             (SELECT COALESCE(MAX(up_bytes), 0) FROM remote_daily), \
-             (SELECT COUNT(*) FROM remote_daily)",
+             (SELECT COALESCE(MIN(up_bytes), 0) FROM remote_open), \
+             (SELECT COALESCE(MAX(up_bytes), 0) FROM remote_open), \
+             (SELECT COUNT(*) FROM remote_open)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )

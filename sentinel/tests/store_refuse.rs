@@ -138,3 +138,45 @@ fn a_directory_is_refused_and_a_missing_parent_is_created() {
     std::fs::write(&empty, b"").expect("touch");
     assert!(open(&empty).expect("empty file").open_report().created);
 }
+
+/// Sets the immutable attribute (which even root cannot write through) and clears it on drop.
+struct Immutable<'a>(&'a Path);
+
+impl<'a> Immutable<'a> {
+    fn set(path: &'a Path) -> Immutable<'a> {
+        let status = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .status()
+            .expect("chattr (e2fsprogs) is needed for this test");
+        assert!(
+            status.success(),
+            "chattr +i failed: the file system must support it"
+        );
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_database_that_cannot_be_written_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("traffic.db");
+    good_db(&path);
+    let before = contents(&path);
+    let guard = Immutable::set(&path);
+    let err = open(&path).expect_err("read-only");
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    drop(guard);
+    assert_eq!(contents(&path), before);
+    open(&path).expect("writable again");
+}

@@ -40,7 +40,7 @@ fn rows_of_day(path: &Path, day: &str) -> i64 {
     let day_number = (utc(&format!("{day} 00:00:00")) / 86_400).to_string();
     inspect(path)
         .query_row(
-            "SELECT COUNT(*) FROM remote_daily WHERE day = ?1",
+            "SELECT (SELECT COUNT(*) FROM remote_open WHERE day = ?1) + (SELECT COUNT(*) FROM remote_top_day WHERE day = ?1)",
             [day_number.parse::<i64>().expect("day")],
             |r| r.get(0),
         )
@@ -59,13 +59,21 @@ fn closed_days_keep_their_top_n_and_an_exact_other_total() {
     record_remotes(&store, utc("2025-03-14 12:00:00"), &day1);
     store.flush_now().expect("flush");
     let d14 = date("2025-03-14");
-    // The day is open: every remote is stored (so the day's final ranking will be exact); queries
-    // read its current top N.
+    // The day is open: every remote is stored, and ranked exactly.
     assert_eq!(rows_of_day(&path, "2025-03-14"), 10);
     let top = store.top_remotes(d14, d14, 5).expect("top");
-    assert_eq!(ranking(&top), [(ip(10), 1000), (ip(9), 900), (ip(8), 800)]);
+    assert_eq!(
+        ranking(&top),
+        [
+            (ip(10), 1000),
+            (ip(9), 900),
+            (ip(8), 800),
+            (ip(7), 700),
+            (ip(6), 600)
+        ]
+    );
     assert_eq!(all_bytes(&top), 5500);
-    assert_eq!(top.distinct, 3);
+    assert_eq!(top.distinct, 10);
     let top = store.top_remotes(d14, d14, 2).expect("top");
     assert_eq!(top.other.up_bytes + top.other.down_bytes, 3600);
 
@@ -161,7 +169,11 @@ fn retention_deletes_old_days_and_growth_is_bounded() {
     clock.set(utc("2025-03-15 00:10:00"));
     store.flush_now().expect("flush");
     let total: i64 = inspect(&path)
-        .query_row("SELECT COUNT(*) FROM remote_daily", [], |r| r.get(0))
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM remote_open) + (SELECT COUNT(*) FROM remote_top_day)",
+            [],
+            |r| r.get(0),
+        )
         .expect("count");
     // Retention 3 days at 03-15: 03-13 and 03-14 (compacted to 20 each) are kept, older deleted.
     assert_eq!(total, 40);
@@ -198,7 +210,7 @@ fn closed_months_are_ranked_from_their_own_lists() {
     clock.set(utc("2025-03-01 00:10:00"));
     store.flush_now().expect("flush builds February");
     let monthly: i64 = inspect(&path)
-        .query_row("SELECT COUNT(*) FROM remote_monthly", [], |r| r.get(0))
+        .query_row("SELECT COUNT(*) FROM remote_top_month", [], |r| r.get(0))
         .expect("count");
     assert_eq!(monthly, 5);
     let feb = store
@@ -236,4 +248,36 @@ fn closed_months_are_ranked_from_their_own_lists() {
         .expect("february");
     assert_eq!(ranking(&feb), [(ip(77), 20_000)]);
     assert_eq!(all_bytes(&feb), every_byte + 20_000);
+}
+
+#[test]
+fn a_flood_of_distinct_remotes_today_is_bounded_without_losing_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("traffic.db");
+    let now = utc("2025-03-15 12:00:00");
+    let store = Store::open(
+        &path,
+        zone("UTC"),
+        StoreOptions {
+            max_open_day_remotes: 100,
+            ..options(TestClock::at(now))
+        },
+    )
+    .expect("open");
+    let flood: Vec<(IpAddr, u64, u64)> = (0..300u32)
+        .map(|i| {
+            (
+                IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
+                0,
+                u64::from(i) + 1,
+            )
+        })
+        .collect();
+    record_remotes(&store, now, &flood);
+    store.flush_now().expect("flush");
+    assert_eq!(rows_of_day(&path, "2025-03-15"), 50);
+    let d = date("2025-03-15");
+    let top = store.top_remotes(d, d, 3).expect("top");
+    assert_eq!(ranking(&top)[0], (IpAddr::from([198, 18, 1, 43]), 300));
+    assert_eq!(all_bytes(&top), 300 * 301 / 2);
 }

@@ -18,6 +18,14 @@
 //!   [`RangeError`] for the API's 400) and each adds unflushed traffic the same way: a query reads
 //!   the database snapshot and the pending data together, so a flush in between can neither hide
 //!   nor double a batch. Queries are blocking: call them from `spawn_blocking`.
+//! - [`Store::checkpoint`] returns the capture checkpoint of the last commit, for the capture
+//!   layer to resume from after a restart.
+//!
+//! # Remote addresses
+//! Kept per local day: every remote of the current day, the top `top_remotes_per_day` of each past
+//! day and of each past month, and every byte in per-day totals; `remotes_retention_days` bounds
+//! the history. Growth is bounded by about `top_remotes_per_day * 50` bytes a day (measured by
+//! `examples/bench_store.rs`). See [`remotes`] for what rankings over a range mean exactly.
 //!
 //! # Time zone changes
 //! Every hour row keeps its UTC start. Opened with a `TZ` other than the one recorded in the
@@ -31,8 +39,9 @@ pub mod legacy;
 mod open;
 pub mod pending;
 pub mod queries;
-mod remotes;
+pub mod remotes;
 mod schema;
+mod types;
 pub mod writer;
 
 use std::{
@@ -88,6 +97,9 @@ pub struct StoreOptions {
     /// (day, remote) entries held in memory between flushes; beyond it, new remotes are added to the
     /// day's "other" total (totals stay exact).
     pub max_pending_remotes: usize,
+    /// Remotes today's ranking may hold in the database before its smallest half is dropped (a
+    /// flood of distinct sources); the day's totals keep every byte.
+    pub max_open_day_remotes: u32,
     /// How long a write waits for a lock held by another program (a user's `sqlite3`).
     pub busy_timeout: Duration,
     /// The clock of the writer.
@@ -100,7 +112,8 @@ impl Default for StoreOptions {
             save_interval: Duration::from_secs(300),
             top_remotes_per_day: 1000,
             remotes_retention_days: 400,
-            max_pending_remotes: 500_000,
+            max_pending_remotes: 200_000,
+            max_open_day_remotes: 400_000,
             busy_timeout: Duration::from_secs(5),
             clock: Arc::new(SystemClock),
         }

@@ -2,7 +2,7 @@
 //! per (local day, remote address), an overflow "other" per day, and the latest capture checkpoint.
 //!
 //! The meter records into it every second ([`Pending::record`]); the writer thread copies it
-//! ([`Pending::snapshot`]), commits the copy, and only then subtracts it ([`Pending::release`]), so a
+//! (`Pending::snapshot`), commits the copy, and only then subtracts it (`Pending::release`), so a
 //! failed write loses nothing and data recorded during the write stays. Queries read it to merge
 //! unflushed traffic. It knows nothing of SQLite; time comes in as Unix seconds.
 

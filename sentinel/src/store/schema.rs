@@ -1,17 +1,23 @@
 //! The database schema: numbered migrations, recognition of what a file is (ours, the Python seed's,
 //! empty, or something else), and relabelling of the hour labels when `TZ` changes.
 //!
-//! Schema (version 1), chosen so the seed README's sqlite3 queries keep working:
+//! Schema (versions 1 and 2), chosen so the seed README's sqlite3 queries keep working:
 //! - `traffic_hourly`: one row per local hour slot. `start_utc` (Unix seconds at which the local hour
 //!   began) is the key. `hour_ts` is the seed's label `YYYY-MM-DD HH:00:00` in the zone recorded in
 //!   `meta.zone`; it is **not unique**: the fall-back hour appears twice with one label and two
 //!   `utc_offset`s, so `traffic_daily`/`traffic_monthly` (same definitions as the seed) still sum
 //!   exact local days. Invariant: `hour_ts = floor_hour(start_utc + utc_offset)` as text.
 //!   Packet and wire-byte counters sit beside the seed's IP byte counters.
-//! - `remote_daily` (top remotes of closed days, every remote of open days), `remote_daily_other`,
-//!   `remote_open_days`: see `remotes.rs`.
+//! - `traffic_day`: per local day (days since 1970-01-01 of `start_utc + utc_offset`), the sums of
+//!   `traffic_hourly`, kept equal to them by triggers (also through a user's own `DELETE` or
+//!   `UPDATE` in sqlite3), so day, month and year queries read one row per day.
+//! - `remote_open`, `remote_open_days`, `remote_top_day`, `remote_top_month`,
+//!   `remote_months_built`, `remote_day_totals`: see `remotes.rs`.
 //! - `capture_checkpoint`: the capture layer's opaque blob, written with the rows it accounts for.
 //! - `meta`: zone, last flush sequence number, provenance.
+//!
+//! `PRAGMA application_id` marks the file as ours and `PRAGMA user_version` is the last migration
+//! applied.
 //!
 //! Knows SQLite; knows nothing of the writer thread or the API.
 
@@ -85,7 +91,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     },
     Migration {
         version: 2,
-        name: "per-day traffic totals kept by triggers, per-day remote totals, monthly remote lists",
+        name: "per-day traffic totals kept by triggers; remotes split into open days and ranked \
+               day and month lists with per-day totals",
         sql: r#"
 CREATE TABLE traffic_day (
     day             INTEGER PRIMARY KEY,
@@ -127,16 +134,44 @@ SELECT day, SUM(up_bytes), SUM(down_bytes), SUM(up_packets), SUM(down_packets) F
     UNION ALL
     SELECT day, up_bytes, down_bytes, up_packets, down_packets FROM remote_daily_other
 ) GROUP BY day;
-DROP TABLE remote_daily_other;
-CREATE INDEX remote_daily_rank ON remote_daily (day, up_bytes + down_bytes DESC);
-CREATE TABLE remote_monthly (
-    month        INTEGER NOT NULL,
+CREATE TABLE remote_open (
+    day          INTEGER NOT NULL,
     ip           BLOB    NOT NULL,
     up_bytes     INTEGER NOT NULL DEFAULT 0,
     down_bytes   INTEGER NOT NULL DEFAULT 0,
     up_packets   INTEGER NOT NULL DEFAULT 0,
     down_packets INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (month, ip)
+    PRIMARY KEY (day, ip)
+) WITHOUT ROWID;
+CREATE INDEX remote_open_rank ON remote_open (day, up_bytes + down_bytes DESC);
+INSERT INTO remote_open (day, ip, up_bytes, down_bytes, up_packets, down_packets)
+SELECT day, ip, up_bytes, down_bytes, up_packets, down_packets FROM remote_daily
+WHERE day IN (SELECT day FROM remote_open_days);
+CREATE TABLE remote_top_day (
+    day          INTEGER NOT NULL,
+    rank         INTEGER NOT NULL,
+    ip           BLOB    NOT NULL,
+    up_bytes     INTEGER NOT NULL DEFAULT 0,
+    down_bytes   INTEGER NOT NULL DEFAULT 0,
+    up_packets   INTEGER NOT NULL DEFAULT 0,
+    down_packets INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, rank)
+) WITHOUT ROWID;
+INSERT INTO remote_top_day (day, rank, ip, up_bytes, down_bytes, up_packets, down_packets)
+SELECT day, ROW_NUMBER() OVER (PARTITION BY day ORDER BY up_bytes + down_bytes DESC, ip) - 1,
+       ip, up_bytes, down_bytes, up_packets, down_packets
+FROM remote_daily WHERE day NOT IN (SELECT day FROM remote_open_days);
+DROP TABLE remote_daily;
+DROP TABLE remote_daily_other;
+CREATE TABLE remote_top_month (
+    month        INTEGER NOT NULL,
+    rank         INTEGER NOT NULL,
+    ip           BLOB    NOT NULL,
+    up_bytes     INTEGER NOT NULL DEFAULT 0,
+    down_bytes   INTEGER NOT NULL DEFAULT 0,
+    up_packets   INTEGER NOT NULL DEFAULT 0,
+    down_packets INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (month, rank)
 ) WITHOUT ROWID;
 CREATE TABLE remote_months_built (month INTEGER PRIMARY KEY);
 "#,

@@ -83,7 +83,7 @@ fn stored_up(path: &std::path::Path) -> (i64, i64) {
     let conn = Connection::open(path).expect("open for inspection");
     conn.query_row(
         "SELECT (SELECT COALESCE(SUM(up_bytes), 0) FROM traffic_hourly), \
-         (SELECT COALESCE(SUM(up_bytes), 0) FROM remote_daily)",
+         (SELECT COALESCE(SUM(up_bytes), 0) FROM (SELECT up_bytes FROM remote_open UNION ALL SELECT up_bytes FROM remote_top_day))",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )

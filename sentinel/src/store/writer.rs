@@ -1,7 +1,7 @@
 //! The single writer thread: flushes pending traffic every `SAVE_INTERVAL`, on demand
 //! ([`super::Store::flush_now`]) and at shutdown, each time in one transaction that also stores the
 //! capture checkpoint and a flush sequence number. Memory is released only after the commit; a
-//! failed flush keeps everything, is logged and shown in [`StoreStatus`], and is retried with
+//! failed flush keeps everything, is logged and shown in [`super::StoreStatus`], and is retried with
 //! backoff (1 s doubling up to a minute, never later than the next regular flush).
 //!
 //! Writes add deltas to the stored rows. They are made safe to retry by the sequence number: each
@@ -208,13 +208,12 @@ impl Writer {
         }
         // After the batch, so that late data for a day already over is compacted in this commit.
         let today = day_of_local_seconds(self.shared.zone.local_seconds(now));
-        report.compacted_days = remotes::maintain(
-            &tx,
-            today,
-            options.top_remotes_per_day,
-            options.remotes_retention_days,
-        )
-        .map_err(fail)?;
+        let limits = remotes::Limits {
+            keep: options.top_remotes_per_day,
+            retention_days: options.remotes_retention_days,
+            max_open_rows: options.max_open_day_remotes,
+        };
+        report.compacted_days = remotes::maintain(&tx, today, limits).map_err(fail)?;
         {
             let _gate = self.shared.gate_write();
             if let Err(e) = tx.commit() {
