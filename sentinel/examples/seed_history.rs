@@ -29,14 +29,32 @@ impl Rng {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let db = args.next().context("usage: seed_history <db path> [days] [TZ]")?;
+    let db = args
+        .next()
+        .context("usage: seed_history <db path> [days] [TZ]")?;
     let days: i64 = args.next().map(|d| d.parse()).transpose()?.unwrap_or(400);
-    let zone = Zone::parse(&args.next().unwrap_or_else(|| "Asia/Shanghai".into())).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = Store::open(&db, zone, StoreOptions { clock: Arc::new(SystemClock), ..StoreOptions::default() })?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let zone = Zone::parse(&args.next().unwrap_or_else(|| "Asia/Shanghai".into()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(
+        &db,
+        zone,
+        StoreOptions {
+            clock: Arc::new(SystemClock),
+            ..StoreOptions::default()
+        },
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     let first_hour = (now - days * 86_400) / 3600 * 3600;
     let remotes: Vec<IpAddr> = (1..=40u8)
-        .map(|i| if i % 4 == 0 { format!("2001:db8:{i:x}::1") } else { format!("203.0.113.{i}") })
+        .map(|i| {
+            if i % 4 == 0 {
+                format!("2001:db8:{i:x}::1")
+            } else {
+                format!("203.0.113.{i}")
+            }
+        })
         .map(|s| s.parse().context("remote address"))
         .collect::<Result<_, _>>()?;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
@@ -45,23 +63,41 @@ fn main() -> anyhow::Result<()> {
     while hour + 3600 <= now {
         let local_hour = (zone.local_seconds(hour).rem_euclid(86_400) / 3600) as f64;
         // Quiet at night, busy in the evening; a weekly rhythm on top.
-        let daily = 0.15 + 0.85 * (((local_hour - 20.0) / 24.0 * std::f64::consts::TAU).cos() * 0.5 + 0.5);
-        let weekly = if (hour / 86_400 + 4) % 7 >= 5 { 1.4 } else { 1.0 };
+        let daily =
+            0.15 + 0.85 * (((local_hour - 20.0) / 24.0 * std::f64::consts::TAU).cos() * 0.5 + 0.5);
+        let weekly = if (hour / 86_400 + 4) % 7 >= 5 {
+            1.4
+        } else {
+            1.0
+        };
         let down = (daily * weekly * (40.0 + 160.0 * rng.unit()) * 1_048_576.0) as u64;
         let up = (down as f64 * (0.08 + 0.3 * rng.unit())) as u64;
         let mut per_remote = Vec::new();
         for _ in 0..3 {
             let ip = remotes[(rng.next() % remotes.len() as u64) as usize];
             let share = rng.unit() * 0.3;
-            per_remote.push((ip, RemoteCounters {
-                up_bytes: (up as f64 * share) as u64,
-                up_packets: (up as f64 * share / 1200.0) as u64,
-                down_bytes: (down as f64 * share) as u64,
-                down_packets: (down as f64 * share / 1400.0) as u64,
-            }));
+            per_remote.push((
+                ip,
+                RemoteCounters {
+                    up_bytes: (up as f64 * share) as u64,
+                    up_packets: (up as f64 * share / 1200.0) as u64,
+                    down_bytes: (down as f64 * share) as u64,
+                    down_packets: (down as f64 * share / 1400.0) as u64,
+                },
+            ));
         }
-        let counters = |bytes: u64| Counters { packets: bytes / 1300, ip_bytes: bytes, wire_bytes: bytes + bytes / 1300 * 14 };
-        store.record(&Sample { at: hour + 1800, up: counters(up), down: counters(down), remotes: &per_remote, checkpoint: None });
+        let counters = |bytes: u64| Counters {
+            packets: bytes / 1300,
+            ip_bytes: bytes,
+            wire_bytes: bytes + bytes / 1300 * 14,
+        };
+        store.record(&Sample {
+            at: hour + 1800,
+            up: counters(up),
+            down: counters(down),
+            remotes: &per_remote,
+            checkpoint: None,
+        });
         n += 1;
         if n % 2000 == 0 {
             store.flush_now()?;

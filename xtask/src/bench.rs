@@ -14,6 +14,13 @@ pub enum Which {
         #[arg(long)]
         quick: bool,
     },
+    /// The history database: 10 years of hourly rows and a year of per-day remotes (50,000 a
+    /// day); p50/p99 of every query and the size per year.
+    Store {
+        /// Small sizes: a smoke test of the benchmark itself.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The daemon in the namespace lab: the highest 64-byte UDP rate counted exactly, CPU seconds
     /// per million packets and peak RSS, beside the idle daemon.
     Capture {
@@ -34,6 +41,21 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
                 "sentinel",
                 "--example",
                 "bench_classifier",
+                "--",
+            ];
+            if quick {
+                args.push("--quick");
+            }
+            setup::cargo(&args)
+        }
+        Which::Store { quick } => {
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "sentinel",
+                "--example",
+                "bench_store",
                 "--",
             ];
             if quick {

@@ -1,6 +1,7 @@
 //! `cargo xtask <job>`: one subcommand per job. See `cargo xtask --help`.
 
 mod bench;
+mod browser;
 mod demo;
 mod setup;
 mod test;

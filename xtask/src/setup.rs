@@ -11,15 +11,15 @@ use anyhow::{Context as _, bail};
 /// Debian packages the build and the tests need.
 /// - llvm-22-dev: bpf-linker links against LLVM 22 (brings libllvm22, needed at run time);
 /// - bpftool: inspecting the pinned maps; iproute2 (`ip netns`) and ethtool (offloads) for the
-///   namespace lab.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "bpftool", "iproute2", "ethtool"];
+///   namespace lab; e2fsprogs (chattr) for the read-only database test.
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "bpftool", "iproute2", "ethtool", "e2fsprogs"];
 
 /// The bpf-linker release that builds against LLVM 22 (TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 const MANUAL_STEPS: &str = "\
 Manual set-up (as root, on Debian 12 or similar):
-  apt-get update && apt-get install -y llvm-22-dev bpftool iproute2 ethtool
+  apt-get update && apt-get install -y llvm-22-dev bpftool iproute2 ethtool e2fsprogs
   rustup component add rust-src --toolchain nightly
   LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --version 0.13.0 \\
       --no-default-features --features llvm-22";

@@ -8,11 +8,14 @@ use anyhow::bail;
 use crate::setup::{self, cargo_bin, workspace_root};
 
 /// One named step.
+/// One named step: a cargo command, or a job of xtask's own.
 struct Tier {
     name: &'static str,
     args: Vec<String>,
     /// Runs with the nightly toolchain (the eBPF crate).
     nightly: bool,
+    /// Instead of cargo: a function of xtask.
+    job: Option<fn() -> anyhow::Result<()>>,
 }
 
 fn tier(name: &'static str, args: &[&str]) -> Tier {
@@ -20,6 +23,7 @@ fn tier(name: &'static str, args: &[&str]) -> Tier {
         name,
         args: args.iter().map(|s| (*s).to_owned()).collect(),
         nightly: false,
+        job: None,
     }
 }
 
@@ -71,6 +75,7 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
             .map(|s| (*s).to_owned())
             .collect(),
             nightly: true,
+            job: None,
         },
         tier("unit", &["test", "--lib", "--bins"]),
     ];
@@ -84,6 +89,7 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
             name: "integration",
             args,
             nightly: false,
+            job: None,
         });
     }
     for t in privileged {
@@ -100,8 +106,15 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
                 "--test-threads=1".into(),
             ],
             nightly: false,
+            job: None,
         });
     }
+    out.push(Tier {
+        name: "browser",
+        args: Vec::new(),
+        nightly: false,
+        job: Some(crate::browser::browser_tier),
+    });
     out.push(tier(
         "bench-smoke",
         &[
@@ -111,6 +124,19 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
             "sentinel",
             "--example",
             "bench_classifier",
+            "--",
+            "--quick",
+        ],
+    ));
+    out.push(tier(
+        "bench-smoke-store",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "sentinel",
+            "--example",
+            "bench_store",
             "--",
             "--quick",
         ],
@@ -141,11 +167,16 @@ pub fn test(only: Option<&str>) -> anyhow::Result<()> {
                 .env_remove("CARGO")
                 .env_remove("RUSTC");
         }
-        let ok = cmd
-            .args(&t.args)
-            .current_dir(workspace_root())
-            .status()
-            .is_ok_and(|s| s.success());
+        let ok = match t.job {
+            Some(job) => job()
+                .map_err(|e| eprintln!("tier {}: {e:#}", t.name))
+                .is_ok(),
+            None => cmd
+                .args(&t.args)
+                .current_dir(workspace_root())
+                .status()
+                .is_ok_and(|s| s.success()),
+        };
         println!(
             "==== tier {}: {} in {:.0?} ====",
             t.name,
