@@ -17,9 +17,9 @@
 //!   with TPACKET_V3 rings); segments are `ceil(payload / gso_size)`, as the kernel computes
 //!   `gso_segs`. A super-packet of a GSO type virtio-net cannot describe (tunnels other than the
 //!   TCP/UDP ones, SCTP, ESP) is dropped by the kernel from the ring and shows as a drop.
-//! - The ring is `block_size * block_count` bytes of memory mapped from the kernel (4 MiB by
-//!   default); when it is full the kernel drops frames and PACKET_STATISTICS counts them: they
-//!   appear in [`Snapshot::drops`].
+//! - The ring is `block_size * block_count` bytes of memory mapped from the kernel (8 MiB by
+//!   default, see [`AfPacketOptions::default`]); when it is full the kernel drops frames and
+//!   PACKET_STATISTICS counts them: they appear in [`Snapshot::drops`].
 //!
 //! This module must not know the drain, the store or the API: it offers [`Backend`] and a status.
 
@@ -97,11 +97,15 @@ impl Default for AfPacketOptions {
     fn default() -> Self {
         Self {
             ring: RingConfig {
-                // 4 MiB mapped: 8 blocks of 512 KiB. With 128-byte snaps a frame takes 224 bytes
-                // of ring, so the ring buffers about 18,000 frames (about 40 ms at 450 kpps).
+                // 8 MiB mapped: 16 blocks of 512 KiB. With 128-byte snaps a frame takes 224 bytes
+                // of ring (header, address, virtio-net header, snap, alignment), so the ring holds
+                // about 37,000 frames: 90 ms at 400 kpps. A block that is not full is handed over
+                // after `retire_ms`, so below about 45 kpps each block holds 50 ms and the ring
+                // 800 ms: long enough to ride out a busy NAS not scheduling the reader for a while.
+                // Counts lag by at most `retire_ms`, far below the drain's one-second period.
                 block_size: 512 * 1024,
-                block_count: 8,
-                retire_ms: 10,
+                block_count: 16,
+                retire_ms: 50,
                 snaplen: SNAPLEN,
                 vnet_hdr: true,
             },

@@ -12,7 +12,6 @@
 //! This module must not know the ring's memory layout or the counting rules.
 
 use std::{
-    ffi::CString,
     sync::{
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -24,7 +23,7 @@ use std::{
 
 use super::{
     AfPacketError, AfPacketOptions, AfPacketStatus, CaptureState,
-    ring::{KernelStats, Ring, Wakeup},
+    ring::{KernelStats, Ring, Wakeup, ifindex_of},
     tally::Tally,
     walk::walk,
 };
@@ -332,14 +331,6 @@ fn drain(
     handled
 }
 
-/// The index `iface` resolves to now, in this thread's namespace.
-fn current_ifindex(iface: &str) -> Option<u32> {
-    let name = CString::new(iface).ok()?;
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
 /// Reads `ring` until stopped (`Ok`) or until it fails (`Err`); counts what is left either way.
 fn pump(
     mut ring: Ring,
@@ -364,7 +355,7 @@ fn pump(
         }
         if now - last_check >= IFACE_CHECK_INTERVAL {
             last_check = now;
-            let new = current_ifindex(iface);
+            let new = ifindex_of(iface);
             if new != Some(ring.ifindex()) {
                 break Err(AfPacketError::InterfaceReplaced {
                     iface: iface.to_owned(),

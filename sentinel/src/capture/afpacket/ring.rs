@@ -107,6 +107,14 @@ fn get_opt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, mut value: T)
     Ok(value)
 }
 
+/// The index `iface` has now in the calling thread's network namespace.
+pub(crate) fn ifindex_of(iface: &str) -> Option<u32> {
+    let name = CString::new(iface).ok()?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 /// `ifr_flags` and the link type of `iface`, through SIOCGIFFLAGS and SIOCGIFHWADDR.
 fn link_info(fd: &OwnedFd, name: &CString) -> io::Result<(libc::c_short, u16)> {
     // SAFETY: `ifreq` is plain data; all-zero is a valid value.
@@ -145,13 +153,9 @@ impl Ring {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
-        // SAFETY: `name` is a NUL-terminated string that outlives the call.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(AfPacketError::NoSuchInterface {
-                iface: iface.to_owned(),
-            });
-        }
+        let ifindex = ifindex_of(iface).ok_or_else(|| AfPacketError::NoSuchInterface {
+            iface: iface.to_owned(),
+        })?;
         let (flags, hatype) = link_info(&fd, &name).map_err(os_err("reading link flags", iface))?;
         // The shared parser reads Ethernet frames; loopback carries an Ethernet-shaped header.
         if hatype != libc::ARPHRD_ETHER && hatype != libc::ARPHRD_LOOPBACK {
