@@ -35,6 +35,8 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const STATS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often the interface name is resolved again, to notice a re-created interface.
 const IFACE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// A ring that ran this long before failing resets the backoff.
+const STABLE_RUN: Duration = Duration::from_secs(10);
 /// How long the first open may take before the constructor gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -226,14 +228,32 @@ fn ring_bytes(options: &AfPacketOptions) -> usize {
 }
 
 /// The reader's life: read, and on failure reopen with backoff, until stopped.
+///
+/// The backoff doubles from `retry_min` to `retry_max` across failed opens and short-lived
+/// rings alike, and starts over only after a ring ran for [`STABLE_RUN`]: an interface that
+/// opens but fails at once cannot make the reader spin. A failure is logged when its text
+/// changes (or after a stable run), not on every attempt.
 fn run(first: Ring, iface: &str, options: &AfPacketOptions, shared: &Shared) {
+    let retire = Duration::from_millis(u64::from(options.ring.retire_ms));
     let mut ring = Some(first);
     let mut backoff = options.retry_min;
     let mut attempt = 0u32;
     let mut last_logged = String::new();
     while !shared.stopping() {
-        let current = match ring.take() {
-            Some(r) => r,
+        let failure = match ring.take() {
+            Some(current) => {
+                let started = Instant::now();
+                match pump(current, iface, retire, shared) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        if started.elapsed() >= STABLE_RUN {
+                            backoff = options.retry_min;
+                            last_logged.clear();
+                        }
+                        e
+                    }
+                }
+            }
             None => match Ring::open(iface, &options.ring) {
                 Ok(r) => {
                     shared.opened(&r, ring_bytes(options));
@@ -243,43 +263,32 @@ fn run(first: Ring, iface: &str, options: &AfPacketOptions, shared: &Shared) {
                         attempt,
                         "AF_PACKET ring reopened"
                     );
-                    (attempt, backoff) = (0, options.retry_min);
-                    last_logged.clear();
-                    r
-                }
-                Err(e) => {
-                    attempt += 1;
-                    let why = chain(&e);
-                    if why != last_logged {
-                        tracing::warn!(iface, attempt, error = why, "AF_PACKET capture: retrying");
-                        last_logged.clone_from(&why);
-                    }
-                    shared.set_state(CaptureState::Retrying {
-                        attempt,
-                        last_error: why,
-                    });
-                    if shared.sleep_unless_stopped(backoff) {
-                        break;
-                    }
-                    backoff = (backoff * 2).min(options.retry_max);
+                    attempt = 0;
+                    ring = Some(r);
                     continue;
                 }
+                Err(e) => e,
             },
         };
-        let retire = Duration::from_millis(u64::from(options.ring.retire_ms));
-        if let Err(e) = pump(current, iface, retire, shared) {
-            attempt = 1;
-            let why = chain(&e);
-            tracing::warn!(iface, error = why, "AF_PACKET capture failed; reopening");
-            last_logged.clone_from(&why);
-            shared.set_state(CaptureState::Retrying {
+        attempt += 1;
+        let why = chain(&failure);
+        if why != last_logged {
+            tracing::warn!(
+                iface,
                 attempt,
-                last_error: why,
-            });
-            if shared.sleep_unless_stopped(backoff) {
-                break;
-            }
+                error = why,
+                "AF_PACKET capture failed; retrying"
+            );
+            last_logged.clone_from(&why);
         }
+        shared.set_state(CaptureState::Retrying {
+            attempt,
+            last_error: why,
+        });
+        if shared.sleep_unless_stopped(backoff) {
+            break;
+        }
+        backoff = (backoff * 2).min(options.retry_max);
     }
     shared.set_state(CaptureState::Stopped {
         reason: "the backend was dropped".to_owned(),
