@@ -1,0 +1,484 @@
+//! What the ring's frames add up to: the per-frame function (packet type filter, GSO segments from
+//! the virtio-net header, then [`sentinel_common::account::account`], the same call the eBPF
+//! program makes) and the monotonic counters it feeds, with a bounded per-remote map.
+//!
+//! This module must not know sockets or the ring's memory: it sees [`RingFrame`]s.
+
+use std::collections::HashMap;
+
+use sentinel_common::{
+    abi::{REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey, Verdict, totals_index},
+    account::{Accounting, account},
+    addr::AddrFlags,
+    frame::{self, Frame},
+};
+
+use super::walk::{RingFrame, VnetHdr};
+use crate::capture::KernelTotals;
+
+/// `sll_pkttype` values (`include/uapi/linux/if_packet.h`).
+pub(crate) const PACKET_HOST: u8 = 0;
+pub(crate) const PACKET_BROADCAST: u8 = 1;
+pub(crate) const PACKET_MULTICAST: u8 = 2;
+#[cfg(test)]
+pub(crate) const PACKET_OTHERHOST: u8 = 3;
+pub(crate) const PACKET_OUTGOING: u8 = 4;
+
+/// `VIRTIO_NET_HDR_GSO_NONE`: a plain packet.
+const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
+
+/// A captured frame as the shared parser reads it: `tp_snaplen` bytes present, `tp_len` long.
+///
+/// The parser's length rule ("never count more than the frame holds") then applies to the
+/// frame's real length, although only its headers were copied into the ring.
+pub(crate) struct Captured<'a> {
+    data: &'a [u8],
+    len: u32,
+}
+
+impl<'a> Captured<'a> {
+    pub(crate) fn new(frame: &RingFrame<'a>) -> Self {
+        Self {
+            data: frame.data,
+            len: frame.len,
+        }
+    }
+}
+
+impl Frame for Captured<'_> {
+    fn frame_len(&self) -> u32 {
+        self.len
+    }
+
+    fn read<const N: usize>(&self, offset: u32) -> Option<[u8; N]> {
+        self.data.read::<N>(offset)
+    }
+}
+
+/// Which frames are the NAS's own traffic: received for it (unicast, broadcast, multicast) or
+/// sent by it. PACKET_OTHERHOST frames are other hosts' traffic that a promiscuous interface (a
+/// bridge port, a VM host, a capture tool's promiscuous mode) also delivers; the seed counted
+/// them (reference/seed-behavior.md D9), we do not. PACKET_LOOPBACK never reaches a packet
+/// socket (`tpacket_rcv` drops it); anything else is not an interface's traffic either.
+pub(crate) fn is_own_traffic(pkttype: u8) -> bool {
+    matches!(
+        pkttype,
+        PACKET_HOST | PACKET_BROADCAST | PACKET_MULTICAST | PACKET_OUTGOING
+    )
+}
+
+/// Segments of a GSO (egress) or GRO (ingress) super-packet, from the virtio-net header's
+/// `gso_size`: `ceil(transport payload / gso_size)`, which is how the kernel itself sets
+/// `gso_segs` (`tcp_set_skb_tso_segs`, and GRO merges equal segments but the last). 0 for a
+/// plain packet or when there is no header. A protocol without a known transport header counts
+/// its whole IP payload (what `account` notes as `GsoNoL4`).
+pub(crate) fn gso_segments<F: Frame + ?Sized>(frame: &F, vnet: Option<VnetHdr>) -> u32 {
+    let Some(v) = vnet else { return 0 };
+    if v.gso_type == VIRTIO_NET_HDR_GSO_NONE || v.gso_size == 0 {
+        return 0;
+    }
+    // A frame that does not parse is reported by `account` itself.
+    let Ok(ip) = frame::parse(frame) else {
+        return 0;
+    };
+    let l4 = frame::l4_header_len(frame, &ip).unwrap_or(0);
+    let payload = ip.ip_len.saturating_sub(ip.l3_hdr_len.saturating_add(l4));
+    payload.div_ceil(u32::from(v.gso_size)).max(1)
+}
+
+/// Counters of frames the rules never saw, for the status (not part of the snapshot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Frames read from the ring (all packet types).
+    pub frames: u64,
+    /// Frames skipped because they were not the NAS's own (PACKET_OTHERHOST and the like).
+    pub foreign: u64,
+    /// Super-packets whose segments came from the virtio-net header.
+    pub super_packets: u64,
+    /// Blocks the walker found corrupt (their unread frames are counted as drops).
+    pub corrupt_blocks: u64,
+    /// Remote entries evicted because the map was full.
+    pub remotes_evicted: u64,
+}
+
+/// Monotonic counters, as a [`crate::capture::Snapshot`] reports them.
+#[derive(Clone, Debug)]
+pub(crate) struct Tally {
+    /// Direction totals and error counters.
+    pub totals: KernelTotals,
+    /// Frames lost: the kernel's ring drops plus frames in corrupt blocks.
+    pub drops: u64,
+    /// Counters outside the snapshot.
+    pub stats: FrameStats,
+    remotes: RemoteMap,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::with_capacity(REMOTES_MAX_ENTRIES as usize)
+    }
+}
+
+impl Tally {
+    /// A tally whose remote map holds at most `cap` entries.
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        Self {
+            totals: KernelTotals::default(),
+            drops: 0,
+            stats: FrameStats::default(),
+            remotes: RemoteMap::new(cap),
+        }
+    }
+
+    /// Counts one frame from the ring: the function every ring frame goes through.
+    pub(crate) fn count<A: AddrFlags + ?Sized>(&mut self, f: &RingFrame<'_>, table: &A) {
+        self.stats.frames += 1;
+        if !is_own_traffic(f.pkttype) {
+            self.stats.foreign += 1;
+            return;
+        }
+        let frame = Captured::new(f);
+        let segs = gso_segments(&frame, f.vnet);
+        if segs > 1 {
+            self.stats.super_packets += 1;
+        }
+        match account(&frame, segs, table) {
+            Ok(acc) => self.record(&acc),
+            Err(kind) => self.totals.errors[kind as usize] += 1,
+        }
+    }
+
+    /// Adds one accounted frame: the same updates the eBPF program makes to its maps.
+    fn record(&mut self, acc: &Accounting) {
+        let slot = &mut self.totals.slots[totals_index(acc.verdict, acc.family) as usize];
+        slot.packets += acc.packets;
+        slot.ip_bytes += acc.ip_bytes;
+        slot.wire_bytes += acc.wire_bytes;
+        if let Some(kind) = acc.note {
+            self.totals.errors[kind as usize] += 1;
+        }
+        let up = match acc.verdict {
+            Verdict::Up => true,
+            Verdict::Down => false,
+            Verdict::Lan | Verdict::Transit => return,
+        };
+        self.stats.remotes_evicted += self.remotes.add(acc, up);
+    }
+
+    /// A block the walker gave up on: its unread frames are lost.
+    pub(crate) fn corrupt(&mut self, unread: u32) {
+        self.stats.corrupt_blocks += 1;
+        self.drops += u64::from(unread);
+    }
+
+    /// Every remote with its counters.
+    pub(crate) fn remotes(&self) -> Vec<(RemoteKey, RemoteCounters)> {
+        self.remotes.entries()
+    }
+
+    /// How many frames of an error kind were seen.
+    #[cfg(test)]
+    pub(crate) fn error(&self, kind: sentinel_common::abi::ErrorKind) -> u64 {
+        self.totals.errors[kind as usize]
+    }
+}
+
+/// Per-remote counters, at most `cap` entries. When full, the least recently updated sixteenth
+/// is evicted at once (an LRU like the kernel map's, amortised: one scan per `cap / 16` new
+/// remotes, so a scan of random addresses costs O(1) per packet).
+#[derive(Clone, Debug)]
+struct RemoteMap {
+    map: HashMap<RemoteKey, (RemoteCounters, u64)>,
+    cap: usize,
+    /// Incremented on every update: a unique recency stamp.
+    clock: u64,
+}
+
+impl RemoteMap {
+    fn new(cap: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            cap: cap.max(1),
+            clock: 0,
+        }
+    }
+
+    /// Adds `acc` to its remote; returns how many entries were evicted to make room.
+    fn add(&mut self, acc: &Accounting, up: bool) -> u64 {
+        self.clock += 1;
+        let mut evicted = 0;
+        if !self.map.contains_key(&acc.remote) && self.map.len() >= self.cap {
+            evicted = self.evict();
+        }
+        let (r, stamp) = self.map.entry(acc.remote).or_default();
+        *stamp = self.clock;
+        if up {
+            r.up_packets += acc.packets;
+            r.up_bytes += acc.ip_bytes;
+        } else {
+            r.down_packets += acc.packets;
+            r.down_bytes += acc.ip_bytes;
+        }
+        evicted
+    }
+
+    fn evict(&mut self) -> u64 {
+        let n = (self.cap / 16).max(1);
+        let mut stamps: Vec<u64> = self.map.values().map(|(_, s)| *s).collect();
+        let (_, oldest_kept, _) = stamps.select_nth_unstable(n - 1);
+        let threshold = *oldest_kept;
+        let before = self.map.len();
+        // Stamps are unique, so exactly `n` entries go.
+        self.map.retain(|_, (_, s)| *s > threshold);
+        (before - self.map.len()) as u64
+    }
+
+    fn entries(&self) -> Vec<(RemoteKey, RemoteCounters)> {
+        self.map.iter().map(|(k, (c, _))| (*k, *c)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sentinel_common::abi::{ErrorKind, FAMILY_V4, FAMILY_V6};
+
+    use super::*;
+    use crate::classify::{AddressPlan, PrefixTable};
+
+    /// An IPv4/UDP frame from `src` to `dst` whose IP length is `ip_len`.
+    fn udp4(src: [u8; 4], dst: [u8; 4], ip_len: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + ip_len as usize];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        f[23] = 17;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f
+    }
+
+    fn table() -> PrefixTable {
+        AddressPlan {
+            locals: vec!["192.168.1.10".parse().expect("addr")],
+            ..AddressPlan::default()
+        }
+        .table()
+    }
+
+    fn ring_frame(bytes: &[u8], pkttype: u8, snap: usize) -> RingFrame<'_> {
+        RingFrame {
+            len: bytes.len() as u32,
+            data: &bytes[..bytes.len().min(snap)],
+            pkttype,
+            vnet: None,
+        }
+    }
+
+    #[test]
+    fn the_frame_length_is_tp_len_not_the_snap() {
+        let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
+        let mut t = Tally::default();
+        t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table());
+        let up = t.totals.get(Verdict::Up, FAMILY_V4);
+        assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1042));
+        assert_eq!(t.error(ErrorKind::LengthBeyondFrame), 0);
+        let remotes = t.remotes();
+        assert_eq!(remotes.len(), 1);
+        assert_eq!(remotes[0].0, RemoteKey::v4([198, 51, 100, 7]));
+        assert_eq!((remotes[0].1.up_packets, remotes[0].1.up_bytes), (1, 1028));
+    }
+
+    #[test]
+    fn other_hosts_frames_are_not_counted() {
+        let f = udp4([192, 168, 1, 99], [198, 51, 100, 7], 500);
+        let mut t = Tally::default();
+        t.count(&ring_frame(&f, PACKET_OTHERHOST, 128), &table());
+        // PACKET_LOOPBACK (5), PACKET_USER (6), PACKET_KERNEL (7) neither.
+        for pkttype in [5, 6, 7] {
+            t.count(&ring_frame(&f, pkttype, 128), &table());
+        }
+        assert_eq!(t.totals, KernelTotals::default());
+        assert_eq!((t.stats.frames, t.stats.foreign), (4, 4));
+        // Broadcast and multicast frames are the NAS's and go through the rules (here: LAN).
+        let b = udp4([192, 168, 1, 10], [255, 255, 255, 255], 100);
+        t.count(&ring_frame(&b, PACKET_BROADCAST, 128), &table());
+        let m = udp4([192, 168, 1, 10], [239, 255, 255, 250], 100);
+        t.count(&ring_frame(&m, PACKET_MULTICAST, 128), &table());
+        assert_eq!(t.totals.verdict(Verdict::Lan).packets, 2);
+    }
+
+    #[test]
+    fn gso_segments_follow_gso_size() {
+        // TCP/IPv6 super-packet: 40 + 32 header bytes, 4000 payload bytes in 1448-byte segments.
+        let mut f = vec![0u8; 14 + 40 + 32 + 4000];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60;
+        f[18..20].copy_from_slice(&(32u16 + 4000).to_be_bytes());
+        f[20] = 6;
+        f[22..24].copy_from_slice(&[0x24, 0x0e]); // src 240e:: (public)
+        f[38] = 0xfd; // dst fd00:: (ULA: inside)
+        f[14 + 40 + 12] = 8 << 4;
+        let mut rf = ring_frame(&f, PACKET_HOST, 128);
+        rf.vnet = Some(VnetHdr {
+            gso_type: 4,
+            gso_size: 1448,
+        });
+        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 3);
+        let mut t = Tally::default();
+        t.count(&rf, &table());
+        let down = t.totals.get(Verdict::Down, FAMILY_V6);
+        assert_eq!(down.packets, 3);
+        assert_eq!(down.ip_bytes, 40 + 32 + 4000 + 2 * (40 + 32));
+        assert_eq!(t.stats.super_packets, 1);
+        // GSO_NONE, or no header at all: one packet.
+        rf.vnet = Some(VnetHdr::default());
+        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 0);
+        rf.vnet = None;
+        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 0);
+    }
+
+    #[test]
+    fn the_remote_map_is_bounded_and_evicts_the_least_recent() {
+        let mut t = Tally::with_capacity(32);
+        let table = table();
+        let keep = udp4([192, 168, 1, 10], [198, 51, 100, 1], 100);
+        for i in 0..100u8 {
+            let f = udp4([192, 168, 1, 10], [203, 0, 113, i], 100);
+            t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table);
+            // One remote stays busy: it must survive every eviction.
+            t.count(&ring_frame(&keep, PACKET_OUTGOING, 128), &table);
+        }
+        let remotes = t.remotes();
+        assert!(remotes.len() <= 32);
+        assert_eq!(t.stats.remotes_evicted as usize + remotes.len(), 101);
+        let busy = remotes
+            .iter()
+            .find(|(k, _)| *k == RemoteKey::v4([198, 51, 100, 1]))
+            .expect("the busy remote survives");
+        assert_eq!(busy.1.up_packets, 100);
+        // Totals are never affected by evictions.
+        assert_eq!(t.totals.verdict(Verdict::Up).packets, 200);
+        assert!(remotes.iter().all(|(k, _)| k.family == FAMILY_V4));
+        assert!(
+            remotes
+                .iter()
+                .any(|(k, _)| *k == RemoteKey::v4([203, 0, 113, 99]))
+        );
+    }
+
+    /// The shared vector table through the ring: every vector becomes a frame in a synthetic
+    /// TPACKET_V3 block (cut to the ring's snap length, GSO metadata in a virtio-net header, as
+    /// the kernel writes it), walked and counted by the code the reader thread runs.
+    #[test]
+    fn every_vector_gives_its_expected_result_through_the_ring() {
+        use sentinel_common::vectors::VECTORS;
+
+        use super::super::{
+            SNAPLEN,
+            walk::{
+                synth::{SynthFrame, block},
+                walk,
+            },
+        };
+
+        let mut failures = Vec::new();
+        for v in VECTORS {
+            let bytes = crate::testkit::frame(v);
+            let table = crate::testkit::plan(v).table();
+            // The GSO type the kernel would report (TCPV4 1, UDP_L4 5, TCPV6 4); any non-zero
+            // type makes the walker derive segments from gso_size.
+            let vnet = (v.gso_segs > 1).then_some(VnetHdr {
+                gso_type: if v.case.contains("IPv6") { 4 } else { 1 },
+                gso_size: v.gso_size as u16,
+            });
+            let b = block(
+                &[SynthFrame {
+                    bytes: &bytes,
+                    pkttype: PACKET_HOST,
+                    vnet: Some(vnet.unwrap_or_default()),
+                }],
+                SNAPLEN as usize,
+                true,
+                8192,
+            );
+            let mut t = Tally::default();
+            for f in walk(&b, true).expect("synthetic block") {
+                t.count(&f.expect("synthetic frame"), &table);
+            }
+            if let Err(why) = check(v.expect, &t) {
+                failures.push(format!("{} ({}): {why}", v.id, v.case));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} vectors failed through the ring:\n{}",
+            failures.len(),
+            VECTORS.len(),
+            failures.join("\n")
+        );
+    }
+
+    fn check(expect: sentinel_common::vectors::Expect, t: &Tally) -> Result<(), String> {
+        use sentinel_common::vectors::Expect;
+        let mut want_errors = [0u64; ErrorKind::ALL.len()];
+        let remotes = t.remotes();
+        match expect {
+            Expect::Skip(kind) => {
+                want_errors[kind as usize] = 1;
+                if t.totals.slots.iter().any(|c| c.packets != 0) || !remotes.is_empty() {
+                    return Err(format!("expected no count, got {:?}", t.totals.slots));
+                }
+            }
+            Expect::Count {
+                verdict,
+                remote,
+                packets,
+                ip_bytes,
+                wire_bytes,
+                note,
+            } => {
+                if let Some(kind) = note {
+                    want_errors[kind as usize] = 1;
+                }
+                let c = t.totals.verdict(verdict);
+                if (c.packets, c.ip_bytes, c.wire_bytes) != (packets, ip_bytes, wire_bytes) {
+                    return Err(format!(
+                        "expected {verdict:?} {packets}/{ip_bytes}/{wire_bytes}, got {c:?}"
+                    ));
+                }
+                let all = t.totals.slots.iter().map(|c| c.packets).sum::<u64>();
+                if all != packets {
+                    return Err(format!("other slots moved: {:?}", t.totals.slots));
+                }
+                match verdict {
+                    Verdict::Up | Verdict::Down => {
+                        let key = crate::testkit::remote_key(remote);
+                        let [(k, r)] = remotes.as_slice() else {
+                            return Err(format!("expected one remote, got {remotes:?}"));
+                        };
+                        let (p, b) = if verdict == Verdict::Up {
+                            (r.up_packets, r.up_bytes)
+                        } else {
+                            (r.down_packets, r.down_bytes)
+                        };
+                        if *k != key || (p, b) != (packets, ip_bytes) {
+                            return Err(format!("remote {remote}: got {k:?} {r:?}"));
+                        }
+                    }
+                    Verdict::Lan | Verdict::Transit => {
+                        if !remotes.is_empty() {
+                            return Err(format!("expected no remote, got {remotes:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        if t.totals.errors != want_errors {
+            return Err(format!(
+                "errors: expected {want_errors:?}, got {:?}",
+                t.totals.errors
+            ));
+        }
+        Ok(())
+    }
+}
