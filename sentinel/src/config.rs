@@ -6,7 +6,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use ipnet::{IpNet, Ipv6Net};
 
-use crate::capture::ebpf::AttachPreference;
+use crate::capture::{active::BackendChoice, ebpf::AttachPreference};
 use crate::timebucket::{Zone, ZoneError};
 
 /// Command line and environment.
@@ -54,6 +54,11 @@ pub struct Cli {
     /// Where the eBPF maps and links are pinned (on bpffs).
     #[arg(long, env = "BPF_PIN_DIR", default_value = "/sys/fs/bpf/sentinel")]
     pub bpf_pin_dir: PathBuf,
+
+    /// Capture backend: `auto` (eBPF, falling back to the AF_PACKET ring when the program cannot be
+    /// loaded), `ebpf` or `afpacket`.
+    #[arg(long, env = "BACKEND", default_value = "auto")]
+    pub backend: String,
 
     /// How to attach the TC program: `auto` (TCX on kernels >= 6.6, else netlink), `tcx` or
     /// `netlink`.
@@ -145,6 +150,9 @@ pub enum ConfigError {
     /// A malformed `WEB_AUTH`.
     #[error("WEB_AUTH must be user:password with both parts non-empty")]
     WebAuth,
+    /// An unknown backend.
+    #[error("BACKEND: {0:?} is not `auto`, `ebpf` or `afpacket`")]
+    Backend(String),
     /// An unknown attach mode.
     #[error("ATTACH_MODE: {0:?} is not `auto`, `tcx` or `netlink`")]
     AttachMode(String),
@@ -192,6 +200,8 @@ pub struct Config {
     pub bpf_pin_dir: PathBuf,
     /// Attach mechanism.
     pub attach_mode: AttachPreference,
+    /// Capture backend.
+    pub backend: BackendChoice,
     /// Live totals print period (`None`: never).
     pub print_interval: Option<Duration>,
     /// Log format.
@@ -241,6 +251,12 @@ impl Cli {
             "tcx" => AttachPreference::Tcx,
             "netlink" => AttachPreference::Netlink,
             other => return Err(ConfigError::AttachMode(other.to_owned())),
+        };
+        let backend = match self.backend.as_str() {
+            "auto" => BackendChoice::Auto,
+            "ebpf" => BackendChoice::Ebpf,
+            "afpacket" => BackendChoice::AfPacket,
+            other => return Err(ConfigError::Backend(other.to_owned())),
         };
         if !self.bpf_pin_dir.is_absolute() {
             return Err(ConfigError::PinDir(self.bpf_pin_dir));
@@ -302,6 +318,7 @@ impl Cli {
             address_refresh: Duration::from_secs(self.address_refresh),
             bpf_pin_dir: self.bpf_pin_dir,
             attach_mode,
+            backend,
             print_interval: (self.print_interval > 0)
                 .then(|| Duration::from_secs(self.print_interval)),
             log_format,
@@ -404,6 +421,7 @@ mod tests {
         assert!(cli(&["--iface", " "]).is_err());
         assert!(cli(&["--log-format", "xml"]).is_err());
         assert!(cli(&["--attach-mode", "xdp"]).is_err());
+        assert!(cli(&["--backend", "pcap"]).is_err());
         assert!(cli(&["--web-auth", "nopassword"]).is_err());
         assert!(cli(&["--web-auth", ":pw"]).is_err());
         assert!(cli(&["--web-port", "0"]).is_err());

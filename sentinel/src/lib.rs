@@ -18,3 +18,15 @@ pub mod status;
 pub mod store;
 pub mod testkit;
 pub mod timebucket;
+
+/// An error and its causes on one line (for logs and status).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

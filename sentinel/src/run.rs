@@ -15,8 +15,8 @@ use crate::{
     api::{self, ApiState, DaemonInfo},
     capture::remote_ip,
     capture::{
-        Backend, KernelTotals,
-        ebpf::{EbpfError, KernelClassifier, MapsOrigin},
+        KernelTotals,
+        active::{ActiveCapture, CaptureOptions, StartError},
     },
     config::Config,
     drain::{Checkpoint, Deltas, Drain},
@@ -35,9 +35,9 @@ pub enum RunError {
     /// The interface could not be found or read.
     #[error(transparent)]
     Iface(#[from] IfaceError),
-    /// The eBPF backend failed.
+    /// No capture backend could start.
     #[error(transparent)]
-    Ebpf(#[from] EbpfError),
+    Start(#[from] StartError),
     /// Reading the backend failed.
     #[error(transparent)]
     Backend(#[from] crate::capture::BackendError),
@@ -73,13 +73,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let store = Arc::new(open_store(&config)?);
     let mut builder = PlanBuilder::new(&config, &iface);
     let mut current = builder.read(Instant::now())?;
-    let mut classifier = KernelClassifier::load_pinned(&config.bpf_pin_dir)?;
-    classifier.set_addresses(&current.plan)?;
+    let options = CaptureOptions {
+        choice: config.backend,
+        pin_dir: config.bpf_pin_dir.clone(),
+        attach: config.attach_mode,
+    };
+    let mut classifier = ActiveCapture::start(&options, &iface, &current.plan)?;
     let shared: SharedStatus = Arc::new(RwLock::new(CaptureStatus {
-        backend: "ebpf",
+        backend: classifier.name(),
         iface: iface.clone(),
-        pin_dir: classifier.pin_dir().map(Into::into),
-        maps_reused: classifier.origin() == MapsOrigin::Reused,
+        pin_dir: classifier.pin_dir(),
+        maps_reused: classifier.counters_reused(),
         remotes_capacity: REMOTES_MAX_ENTRIES,
         lan_mode: if config.manual_lan_prefixes.is_empty() {
             "auto"
@@ -181,7 +185,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Stop counting, take a last drain so nothing counted before the signal is left behind, and
     // flush it with its checkpoint.
     let _ = stop_web.send(());
-    classifier.detach()?;
+    if let Err(e) = classifier.detach() {
+        tracing::warn!(error = e, "detaching failed");
+    }
     drain_once(
         &mut classifier,
         &mut drain,
@@ -283,7 +289,7 @@ impl Meter<'_> {
 
 /// Reads the maps once and accounts what grew.
 fn drain_once(
-    classifier: &mut KernelClassifier,
+    classifier: &mut ActiveCapture,
     drain: &mut Drain,
     counted: &mut KernelTotals,
     shared: &SharedStatus,
@@ -305,13 +311,20 @@ fn drain_once(
         s.drops = snap.drops;
         s.remotes_in_map = snap.remotes.len();
         s.last_drain = Some(SystemTime::now());
+        // The ring reopens by itself; its state is the capture state.
+        if classifier.follows_interface() {
+            s.state = match classifier.trouble() {
+                Some(reason) => CaptureState::Down(reason),
+                None => CaptureState::Running,
+            };
+        }
     });
     Ok(())
 }
 
 /// Attaches when the interface exists; records why not otherwise.
 fn attach_or_report(
-    classifier: &mut KernelClassifier,
+    classifier: &mut ActiveCapture,
     config: &Config,
     current: &IfaceState,
     shared: &SharedStatus,
@@ -319,13 +332,11 @@ fn attach_or_report(
     let iface = status::read(shared).iface;
     let result = match current.ifindex {
         None => Err(format!("interface {iface} does not exist; waiting for it")),
-        Some(_) => classifier
-            .attach(&iface, config.attach_mode)
-            .map_err(|e| format!("{e}: {}", error_chain(&e))),
+        Some(_) => classifier.attach(&iface, config.attach_mode),
     };
     match result {
         Ok(mode) => status::update(shared, |s| {
-            s.attach_mode = Some(mode.to_string());
+            s.attach_mode = mode;
             s.state = CaptureState::Running;
             s.program_id = classifier.program_id();
             s.ifindex = current.ifindex;
@@ -346,7 +357,7 @@ fn attach_or_report(
 fn follow_interface(
     builder: &mut PlanBuilder,
     current: &mut IfaceState,
-    classifier: &mut KernelClassifier,
+    classifier: &mut ActiveCapture,
     config: &Config,
     shared: &SharedStatus,
 ) -> Result<(), RunError> {
@@ -361,7 +372,7 @@ fn follow_interface(
         classifier.set_addresses(&next.plan)?;
         tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, "addresses changed");
     }
-    if next.ifindex != current.ifindex {
+    if next.ifindex != current.ifindex && !classifier.follows_interface() {
         let was = status::read(shared);
         match next.ifindex {
             Some(index) => {
@@ -370,7 +381,9 @@ fn follow_interface(
                 status::update(shared, |s| s.reattachments += 1);
             }
             None => {
-                classifier.detach()?;
+                if let Err(e) = classifier.detach() {
+                    tracing::warn!(error = e, "detaching from the vanished interface failed");
+                }
                 let reason = format!("interface {} disappeared; waiting for it", was.iface);
                 tracing::error!(reason, "capture is down");
                 status::update(shared, |s| {
@@ -408,16 +421,6 @@ fn log_startup(config: &Config, s: &CaptureStatus, instance: u64) {
         lan_mode = s.lan_mode,
         "counting public traffic"
     );
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push(s.to_string());
-        source = s.source();
-    }
-    out.join(": ")
 }
 
 /// One line of live totals (machine-readable `key=value` pairs) and rates since the previous one.

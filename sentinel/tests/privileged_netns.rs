@@ -133,6 +133,39 @@ fn a_recreated_interface_is_reattached_and_counting_goes_on() {
 }
 
 #[test]
+fn the_afpacket_backend_counts_exactly_too() {
+    let lab = lab();
+    let pins = PinDir::new("afpacket");
+    let daemon = Daemon::start(&lab, &pins.0, &[("BACKEND", "afpacket")]);
+    let _sinks = [
+        UdpSink::bind(&lab.wan, PORT).expect("sink"),
+        UdpSink::bind(&lab.nas, PORT).expect("sink"),
+        UdpSink::bind(&lab.lan, PORT).expect("sink"),
+    ];
+    let base = daemon.settled();
+    let up = send_udp(&lab.nas, WAN_V6.into(), PORT, 800, 1000).expect("send") as u64;
+    let down = send_udp(&lab.wan, xtask::lab::NAS_V4.into(), PORT, 300, 1000).expect("send") as u64;
+    send_udp(&lab.nas, LAN_V4.into(), PORT, 1000, 500).expect("send");
+    let t = daemon.settled();
+    assert_eq!(
+        get(&t, "up_bytes") - get(&base, "up_bytes"),
+        up * udp_ip_len(800, true)
+    );
+    assert_eq!(
+        get(&t, "down_bytes") - get(&base, "down_bytes"),
+        down * udp_ip_len(300, false)
+    );
+    let (status, body) = daemon.get("/api/status").expect("status");
+    assert_eq!(status, 200);
+    let s: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        (s["backend"].as_str(), s["capture"]["state"].as_str()),
+        (Some("afpacket"), Some("running"))
+    );
+    daemon.stop();
+}
+
+#[test]
 fn tcp_bulk_with_offloads_on_is_exact() {
     let lab = lab();
     lab.emulate_wire().expect("ethtool in the lab");

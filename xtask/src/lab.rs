@@ -100,6 +100,7 @@ impl Lab {
             ip(&["netns", "add", ns])?;
         }
         lab.wire().context("building the namespace lab")?;
+        lab.wait_ready()?;
         Ok(lab)
     }
 
@@ -277,6 +278,39 @@ impl Lab {
             neigh(wan, "eth0", a, mac)?;
         }
         Ok(())
+    }
+
+    /// Waits until the router's links are up and its bridge ports forward: the kernel can take
+    /// up to about a second after `ip link set up`, and traffic sent before is dropped.
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let output = |args: &[&str]| {
+                Command::new(args[0])
+                    .args(&args[1..])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            };
+            let links = output(&["ip", "-n", &self.rtr, "-br", "link", "show"])?;
+            let up = ["nas0", "lan0", "wan0"].iter().all(|dev| {
+                links.lines().any(|l| {
+                    l.starts_with(&format!("{dev}@")) && l.split_whitespace().nth(1) == Some("UP")
+                })
+            });
+            let ports = output(&["bridge", "-n", &self.rtr, "link", "show"])?;
+            let forwarding = ["nas0", "lan0"].iter().all(|dev| {
+                ports
+                    .lines()
+                    .any(|l| l.contains(&format!(" {dev}")) && l.contains("state forwarding"))
+            });
+            if up && forwarding {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("the lab's links did not come up:\n{links}\n{ports}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Runs `f` on a thread that has entered namespace `ns` (a network namespace is per thread).

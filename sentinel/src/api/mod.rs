@@ -83,7 +83,7 @@ impl ApiState {
             .map_err(|e| ApiError::Internal(format!("query task: {e}")))?
             .map_err(|e| match e {
                 crate::store::QueryError::Range(r) => ApiError::BadRequest(r.to_string()),
-                other => ApiError::Internal(format!("{other}: {}", error_chain(&other))),
+                other => ApiError::Internal(crate::error_chain(&other)),
             })
     }
 }
@@ -91,16 +91,6 @@ impl ApiState {
 /// `+08:00` for an offset in seconds east of UTC.
 pub fn format_offset(seconds: i32) -> String {
     traffic::offset_text(seconds)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push(s.to_string());
-        source = s.source();
-    }
-    out.join(": ")
 }
 
 /// The content security policy: only the NAS itself.

@@ -4,6 +4,7 @@
 //! verdict and family, error counters, and per-remote counters. The drain turns successive
 //! [`Snapshot`]s into deltas; it must not know which backend produced them.
 
+pub mod active;
 pub mod afpacket;
 pub mod ebpf;
 
