@@ -6,7 +6,7 @@
 //! to recognise pinned maps of an older layout.
 
 /// Layout version of the maps below; pinned maps carry it in their directory name.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the TC classifier program in the object file.
 pub const PROGRAM_NAME: &str = "sentinel_tc";
@@ -173,10 +173,16 @@ pub enum ErrorKind {
     GsoNoL4 = 6,
     /// The per-remote map refused an update; direction totals were still counted.
     RemoteUpdate = 7,
+    /// Received for another host's MAC address (PACKET_OTHERHOST: a promiscuous NIC, a bridge
+    /// flooding unknown unicast): other hosts' traffic, never the NAS's (the seed counted it, D9).
+    OtherHost = 8,
 }
 
 /// Number of slots in [`MAP_ERRORS`].
-pub const ERROR_SLOTS: u32 = 8;
+pub const ERROR_SLOTS: u32 = 9;
+
+/// `skb->pkt_type` / `sll_pkttype` of a frame addressed to another host (linux/if_packet.h).
+pub const PACKET_OTHERHOST: u32 = 3;
 
 impl ErrorKind {
     /// All kinds, in index order.
@@ -189,6 +195,7 @@ impl ErrorKind {
         ErrorKind::LengthBeyondFrame,
         ErrorKind::GsoNoL4,
         ErrorKind::RemoteUpdate,
+        ErrorKind::OtherHost,
     ];
 
     /// A stable snake_case name, for logs, the API and metrics labels.
@@ -202,6 +209,7 @@ impl ErrorKind {
             ErrorKind::LengthBeyondFrame => "length_beyond_frame",
             ErrorKind::GsoNoL4 => "gso_no_l4",
             ErrorKind::RemoteUpdate => "remote_update",
+            ErrorKind::OtherHost => "other_host",
         }
     }
 }

@@ -12,7 +12,7 @@ mod skb;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sentinel_common::{
-    abi::{ErrorKind, Verdict, totals_index},
+    abi::{ErrorKind, PACKET_OTHERHOST, Verdict, totals_index},
     account::{Accounting, account},
 };
 
@@ -36,6 +36,14 @@ pub fn sentinel_nop(_ctx: TcContext) -> i32 {
 }
 
 fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
+    // SAFETY: the context pointer the kernel handed us; both fields are readable for TC.
+    let (pkt_type, ingress_ifindex) =
+        unsafe { ((*ctx.skb.skb).pkt_type, (*ctx.skb.skb).ingress_ifindex) };
+    // Received frames for another MAC (promiscuous NIC, flooding bridge) are not the NAS's. On
+    // egress pkt_type is not about us (ingress_ifindex is 0 for locally sent packets).
+    if ingress_ifindex != 0 && pkt_type == PACKET_OTHERHOST {
+        return Err(ErrorKind::OtherHost);
+    }
     let frame = skb::SkbFrame::new(ctx);
     let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
     record(&acc);

@@ -165,6 +165,73 @@ fn the_afpacket_backend_counts_exactly_too() {
     daemon.stop();
 }
 
+/// Another host's frames reach the NAS's eth0 when the router's bridge floods unknown unicast:
+/// PACKET_OTHERHOST. The seed counted a LAN host's internet traffic seen this way as the NAS's
+/// upload (D9); both backends skip it and count it as `other_host`.
+#[test]
+fn other_hosts_frames_are_not_the_nas_traffic() {
+    let lab = lab();
+    for backend in ["ebpf", "afpacket"] {
+        let pins = PinDir::new(&format!("otherhost-{backend}"));
+        let daemon = Daemon::start(&lab, &pins.0, &[("BACKEND", backend)]);
+        let base = daemon.settled();
+        let lan = lab.lan.as_str();
+        xtask::lab::netns_exec(
+            lan,
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                "192.168.50.99",
+                "lladdr",
+                "02:53:4e:00:00:99",
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        )
+        .expect("neighbour");
+        let _ = xtask::lab::netns_exec(
+            lan,
+            &[
+                "ip",
+                "route",
+                "replace",
+                "198.51.100.0/24",
+                "via",
+                "192.168.50.99",
+            ],
+        );
+        let sent = send_udp(
+            lan,
+            "198.51.100.7".parse::<IpAddr>().expect("addr"),
+            PORT,
+            700,
+            400,
+        )
+        .expect("send") as u64;
+        let t = daemon.settled();
+        assert_eq!(
+            get(&t, "up_bytes"),
+            get(&base, "up_bytes"),
+            "{backend}: nothing counted as upload"
+        );
+        assert_eq!(
+            get(&t, "transit_packets"),
+            get(&base, "transit_packets"),
+            "{backend}: nothing seen as transit"
+        );
+        let (_, body) = daemon.get("/api/status").expect("status");
+        let s: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert!(
+            s["capture"]["errors"]["other_host"].as_u64().unwrap_or(0) >= sent,
+            "{backend}: skipped frames counted: {s}"
+        );
+        daemon.stop();
+    }
+}
+
 #[test]
 fn tcp_bulk_with_offloads_on_is_exact() {
     let lab = lab();

@@ -135,6 +135,8 @@ impl Tally {
         self.stats.frames += 1;
         if !is_own_traffic(f.pkttype) {
             self.stats.foreign += 1;
+            // The same error slot as the kernel program's, so both backends report it alike.
+            self.totals.errors[sentinel_common::abi::ErrorKind::OtherHost as usize] += 1;
             return;
         }
         let frame = Captured::new(f);
