@@ -24,7 +24,14 @@ RUN cargo build --release --locked -p sentinel \
 FROM debian:bookworm-slim
 # tzdata is not needed: time zones are embedded in the binary.
 COPY --from=build /out/sentinel /usr/local/bin/sentinel
-# The dashboard's port; MONITOR_IFACE defaults to the host's default-route interface.
-ENV WEB_PORT=8080
+# The dashboard's port; MONITOR_IFACE defaults to the host's default-route interface; the history
+# lives in the /data volume.
+ENV WEB_PORT=8080 DB_PATH=/data/traffic.db
+VOLUME /data
 EXPOSE 8080
+# No curl needed: the binary asks its own /api/health (503 while capture or storage is down).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=15s --retries=3 \
+  CMD ["/usr/local/bin/sentinel", "healthcheck"]
+# SIGTERM makes the daemon detach, drain and flush before it exits.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/sentinel"]

@@ -66,7 +66,7 @@ pub struct Cli {
     pub attach_mode: String,
 
     /// How often to print live totals, in seconds (0: never).
-    #[arg(long, env = "PRINT_INTERVAL", default_value_t = 5)]
+    #[arg(long, env = "PRINT_INTERVAL", default_value_t = 0)]
     pub print_interval: u64,
 
     /// Log format: `text` or `json`. Verbosity comes from `RUST_LOG` (default `info`).
@@ -74,9 +74,10 @@ pub struct Cli {
     pub log_format: String,
 
     /// Time zone of hours, days and months: an IANA name such as `Asia/Shanghai` (from the tz
-    /// database built into the binary). Default: UTC.
-    #[arg(long, env = "TZ", default_value = "UTC")]
-    pub tz: String,
+    /// database built into the binary). Default: the system's zone (/etc/timezone or the
+    /// /etc/localtime link), else UTC.
+    #[arg(long, env = "TZ")]
+    pub tz: Option<String>,
 
     /// SQLite database file (created with its directory if missing; a Python seed `traffic.db` is
     /// backed up and migrated in place). The container image sets `/data/traffic.db`.
@@ -291,7 +292,11 @@ impl Cli {
             "json" => LogFormat::Json,
             other => return Err(ConfigError::LogFormat(other.to_owned())),
         };
-        let zone = Zone::parse(&self.tz)?;
+        let zone = match self.tz.as_deref().map(str::trim) {
+            // glibc's ":Area/City" form means the same zone.
+            Some(name) if !name.is_empty() => Zone::parse(name.trim_start_matches(':'))?,
+            _ => system_zone().unwrap_or(Zone::parse("UTC")?),
+        };
         if self.db_path.as_os_str().is_empty() {
             return Err(ConfigError::EmptyDbPath);
         }
@@ -331,6 +336,16 @@ impl Cli {
             remotes_retention_days: self.remotes_retention_days,
         })
     }
+}
+
+/// The machine's zone: `/etc/timezone`, else the target of the `/etc/localtime` link.
+fn system_zone() -> Option<Zone> {
+    let from_file = std::fs::read_to_string("/etc/timezone").ok().map(|s| s.trim().to_owned());
+    let from_link = std::fs::read_link("/etc/localtime").ok().and_then(|p| {
+        let text = p.to_string_lossy().into_owned();
+        text.split_once("zoneinfo/").map(|(_, zone)| zone.to_owned())
+    });
+    [from_file, from_link].into_iter().flatten().find_map(|name| Zone::parse(&name).ok())
 }
 
 fn in_range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {

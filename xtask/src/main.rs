@@ -76,5 +76,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     setup::cargo(&["build", "--release", "-p", "sentinel"])?;
     let daemon = setup::workspace_root().join("target/release/sentinel");
     println!("xtask: starting {} {}", daemon.display(), args.join(" "));
-    setup::exec(std::process::Command::new(daemon).args(args))
+    let mut cmd = std::process::Command::new(daemon);
+    // Live totals on the terminal unless the caller chose otherwise.
+    if std::env::var_os("PRINT_INTERVAL").is_none() {
+        cmd.env("PRINT_INTERVAL", "5");
+    }
+    setup::exec(cmd.args(args))
 }
