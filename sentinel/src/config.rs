@@ -340,12 +340,18 @@ impl Cli {
 
 /// The machine's zone: `/etc/timezone`, else the target of the `/etc/localtime` link.
 fn system_zone() -> Option<Zone> {
-    let from_file = std::fs::read_to_string("/etc/timezone").ok().map(|s| s.trim().to_owned());
+    let from_file = std::fs::read_to_string("/etc/timezone")
+        .ok()
+        .map(|s| s.trim().to_owned());
     let from_link = std::fs::read_link("/etc/localtime").ok().and_then(|p| {
         let text = p.to_string_lossy().into_owned();
-        text.split_once("zoneinfo/").map(|(_, zone)| zone.to_owned())
+        text.split_once("zoneinfo/")
+            .map(|(_, zone)| zone.to_owned())
     });
-    [from_file, from_link].into_iter().flatten().find_map(|name| Zone::parse(&name).ok())
+    [from_file, from_link]
+        .into_iter()
+        .flatten()
+        .find_map(|name| Zone::parse(&name).ok())
 }
 
 fn in_range(setting: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
@@ -466,7 +472,7 @@ mod tests {
     fn storage_settings_are_validated() {
         let config = cli(&[]).expect("defaults are valid");
         if std::env::var_os("TZ").is_none() {
-            assert_eq!(config.zone, Zone::UTC);
+            assert_eq!(config.zone, system_zone().unwrap_or(Zone::UTC));
         }
         assert_eq!(config.save_interval, Duration::from_secs(300));
         assert_eq!(config.db_path, PathBuf::from("./data/traffic.db"));

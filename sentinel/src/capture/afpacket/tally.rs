@@ -136,7 +136,9 @@ impl Tally {
         if !is_own_traffic(f.pkttype) {
             self.stats.foreign += 1;
             // The same error slot as the kernel program's, so both backends report it alike.
-            self.totals.errors[sentinel_common::abi::ErrorKind::OtherHost as usize] += 1;
+            if u32::from(f.pkttype) == sentinel_common::abi::PACKET_OTHERHOST {
+                self.totals.errors[sentinel_common::abi::ErrorKind::OtherHost as usize] += 1;
+            }
             return;
         }
         let frame = Captured::new(f);
@@ -299,7 +301,12 @@ mod tests {
         for pkttype in [5, 6, 7] {
             t.count(&ring_frame(&f, pkttype, 128), &table());
         }
-        assert_eq!(t.totals, KernelTotals::default());
+        assert_eq!(t.totals.slots, KernelTotals::default().slots);
+        assert_eq!(
+            t.totals.error(sentinel_common::abi::ErrorKind::OtherHost),
+            1,
+            "only PACKET_OTHERHOST is other_host"
+        );
         assert_eq!((t.stats.frames, t.stats.foreign), (4, 4));
         // Broadcast and multicast frames are the NAS's and go through the rules (here: LAN).
         let b = udp4([192, 168, 1, 10], [255, 255, 255, 255], 100);
