@@ -161,14 +161,14 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / hz)
 }
 
-fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
+fn rss_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("VmHWM")
+        .context("no such field in /proc/<pid>/status")
 }
 
 fn daemon_path() -> anyhow::Result<std::path::PathBuf> {

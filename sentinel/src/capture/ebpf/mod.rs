@@ -118,6 +118,15 @@ impl std::fmt::Display for AttachMode {
     }
 }
 
+/// A loader that keeps no kernel BTF: the program uses no CO-RE relocations. (aya 0.14's
+/// `EbpfLoader::new` still parses vmlinux's BTF once, about 15 MB for a moment at start-up;
+/// dropping it at once keeps it out of the daemon's steady memory.)
+fn loader() -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    loader
+}
+
 /// Whether the maps were made by this load or found pinned by an earlier run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapsOrigin {
@@ -159,7 +168,7 @@ impl KernelClassifier {
     /// Loads the object and the program into the kernel with private, unpinned maps (tests and
     /// benchmarks).
     pub fn load() -> Result<Self, EbpfError> {
-        let ebpf = EbpfLoader::new().load(OBJECT).map_err(EbpfError::Load)?;
+        let ebpf = loader().load(OBJECT).map_err(EbpfError::Load)?;
         Self::finish_load(ebpf, None)
     }
 
@@ -173,7 +182,7 @@ impl KernelClassifier {
         }
         let paths: Vec<(&'static str, PathBuf)> =
             pins::map_names().map(|n| (n, dir.join(n))).collect();
-        let mut loader = EbpfLoader::new();
+        let mut loader = loader();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
