@@ -32,6 +32,11 @@ fn main() -> anyhow::Result<()> {
         .env("MONITOR_IFACE", "eth0")
         .env("PRINT_INTERVAL", "1")
         .env("BPF_PIN_DIR", &pins)
+        .env(
+            "DB_PATH",
+            format!("{pins}-db/traffic.db").replace("/sys/fs/bpf/", "/tmp/"),
+        )
+        .env("WEB_BIND", "127.0.0.1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -53,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         .status();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&pins);
+    let _ = std::fs::remove_dir_all(format!("{pins}-db").replace("/sys/fs/bpf/", "/tmp/"));
     drop(lab);
     result
 }

@@ -70,5 +70,6 @@ pub fn demo() -> anyhow::Result<()> {
     println!("daemon exited: {status}");
     drop(lab);
     let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/sentinel-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(format!("/tmp/sentinel-demo-{}", std::process::id()));
     result
 }
