@@ -32,6 +32,11 @@ pub fn demo() -> anyhow::Result<()> {
             "BPF_PIN_DIR",
             format!("/sys/fs/bpf/sentinel-demo-{}", std::process::id()),
         )
+        .env(
+            "DB_PATH",
+            format!("/tmp/sentinel-demo-{}/traffic.db", std::process::id()),
+        )
+        .env("WEB_BIND", "127.0.0.1")
         .env("MONITOR_IFACE", "eth0")
         .env("PRINT_INTERVAL", "2")
         .stdin(Stdio::null())
