@@ -190,7 +190,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         &shared,
         &mut meter,
     )?;
-    drop(meter);
     match web.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "web server stopped with an error"),
         Err(e) => tracing::warn!(error = %e, "web server task failed"),
