@@ -226,6 +226,16 @@ async fn unknown_parameters_are_refused_where_parameters_mean_something() {
         let message = bad_request(&router, uri).await;
         assert!(message.contains("unknown parameter"), "{uri}: {message}");
     }
+    // A parameter given twice is ambiguous (which one counts?), even with the same value.
+    for uri in [
+        "/api/query?start=2025-03-01&end=2025-03-02&start=2025-03-02",
+        "/api/query?start=2025-03-01&end=2025-03-02&end=2025-03-02",
+        "/api/query?start=2025-03-01&end=2025-03-02&granularity=day&granularity=hour",
+        "/api/top_ips?limit=5&limit=5",
+    ] {
+        let message = bad_request(&router, uri).await;
+        assert!(message.contains("more than once"), "{uri}: {message}");
+    }
     // Endpoints that take no parameters ignore them, as the seed's did (cache busters such as
     // `?_=123` keep working).
     for uri in [
@@ -284,6 +294,9 @@ async fn unknown_paths_are_404_json() {
         "/static/%2e%2e/Cargo.toml",
         "/static/../Cargo.toml",
         "/static/API-CONTRACT.md",
+        // Not UTF-8 once decoded (axum's extractor answered a plain-text 400).
+        "/static/%ff%fe",
+        "/static/js/app.js/%1E%82",
         "/metrics/",
         "/index.html",
     ] {
