@@ -201,7 +201,7 @@ fn value(rng: &mut Rng) -> String {
             }
         }
         4 => encode(rng.pick(WORDS).as_bytes()),
-        _ => raw_or_encoded(*rng.pick(WORDS)),
+        _ => raw_or_encoded(rng.pick::<&str>(WORDS)),
     }
 }
 
@@ -211,7 +211,7 @@ fn key(rng: &mut Rng) -> String {
         let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
         return encode(&bytes);
     }
-    raw_or_encoded(*rng.pick(KEYS))
+    raw_or_encoded(rng.pick::<&str>(KEYS))
 }
 
 fn query(rng: &mut Rng) -> String {
