@@ -7,6 +7,8 @@
     reason = "each test target uses a different part of the support module"
 )]
 
+pub mod load;
+
 use std::{
     net::IpAddr,
     sync::{
