@@ -131,3 +131,44 @@ async fn capture_problems_come_before_storage_problems() {
     assert_eq!(r.json()["reason"], json!("capture is down: no eth0"));
     other.execute_batch("COMMIT").expect("unlock");
 }
+
+/// `sentinel healthcheck` (the container's probe) against the real server on a socket.
+#[test]
+fn the_healthcheck_subcommand_follows_health() -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let config = |port: u16, auth: &[&str]| -> anyhow::Result<sentinel::config::Config> {
+        let port = port.to_string();
+        let mut argv = vec!["sentinel", "--web-bind", "0.0.0.0", "--web-port", &port];
+        argv.extend_from_slice(auth);
+        Ok(sentinel::config::Cli::try_parse_from(argv)?.validate()?)
+    };
+    for auth in [
+        &[][..],
+        &["--web-auth", "admin:pw"][..],
+        &["--web-auth", "admin:pw", "--web-auth-exempt", "/metrics"][..],
+    ] {
+        let env = Env::empty(TZ, NOW);
+        let mut state = env.state.clone();
+        state.auth = config(1, auth)?.web_auth;
+        let server = api_support::load::Server::start(state, Duration::from_secs(3600), 0)?;
+        // A wildcard bind is probed on loopback.
+        let probe = config(server.addr.port(), auth)?;
+        assert_eq!(sentinel::healthcheck::check(&probe), Ok(()), "{auth:?}");
+        status::update(&env.capture, |c| {
+            c.state = CaptureState::Down("no eth0".into())
+        });
+        let err = sentinel::healthcheck::check(&probe).expect_err("unhealthy");
+        assert!(
+            err.starts_with("HTTP 503") && err.contains("capture is down: no eth0"),
+            "{auth:?}: {err}"
+        );
+        server.stop()?;
+    }
+    // Nobody listening: an error that says where it looked.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    drop(listener);
+    let err = sentinel::healthcheck::check(&config(port, &[])?).expect_err("no server");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    Ok(())
+}
