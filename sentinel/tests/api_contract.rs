@@ -244,50 +244,38 @@ async fn csv_export_has_a_header_and_iso_timestamps() {
         lines[0],
         "period,start,up_bytes,down_bytes,total_bytes,up_packets,down_packets,up_wire_bytes,down_wire_bytes"
     );
-    // The fixture records packets = ceil(bytes / 1500) and wire bytes = bytes + 14 per packet.
-    let row = |label: &str, start: &str, up: u64, down: u64| {
-        let (u, d) = (api_support::counters(up), api_support::counters(down));
+    // The fixture records packets = ceil(bytes / 1500) and wire bytes = bytes + 14 per packet, per
+    // recorded drain; a row sums the drains of its day.
+    let row = |label: &str, ups: &[u64], downs: &[u64]| {
+        let sum = |list: &[u64]| {
+            list.iter()
+                .map(|b| api_support::counters(*b))
+                .fold((0, 0, 0), |(i, p, w), c| {
+                    (i + c.ip_bytes, p + c.packets, w + c.wire_bytes)
+                })
+        };
+        let ((up, up_p, up_w), (down, down_p, down_w)) = (sum(ups), sum(downs));
         format!(
-            "{label},{start},{up},{down},{},{},{},{},{}",
-            up + down,
-            u.packets,
-            d.packets,
-            u.wire_bytes,
-            d.wire_bytes
+            "{label},{label}T00:00:00+08:00,{up},{down},{},{up_p},{down_p},{up_w},{down_w}",
+            up + down
         )
     };
     assert_eq!(
         lines[1..],
         [
-            row(
-                "2025-03-14",
-                "2025-03-14T00:00:00+08:00",
-                209_715_200,
-                1_073_741_824
-            ),
+            row("2025-03-14", &[209_715_200], &[1_073_741_824]),
             // Today: two flushed hours and the three pending drains.
-            format!(
-                "2025-03-15,2025-03-15T00:00:00+08:00,1127219200,4621336576,5748555776,{},{},{},{}",
-                api_support::counters(52_428_800).packets
-                    + api_support::counters(1_073_741_824).packets
-                    + api_support::counters(1_048_576).packets,
-                api_support::counters(314_572_800).packets
-                    + api_support::counters(4_294_967_296).packets
-                    + api_support::counters(11_141_120).packets
-                    + api_support::counters(262_144).packets
-                    + api_support::counters(393_216).packets,
-                1_127_219_200
-                    + 14 * (api_support::counters(52_428_800).packets
-                        + api_support::counters(1_073_741_824).packets
-                        + api_support::counters(1_048_576).packets),
-                4_621_336_576
-                    + 14 * (api_support::counters(314_572_800).packets
-                        + api_support::counters(4_294_967_296).packets
-                        + api_support::counters(11_141_120).packets
-                        + api_support::counters(262_144).packets
-                        + api_support::counters(393_216).packets),
+            row(
+                "2025-03-15",
+                &[52_428_800, 1_073_741_824, 1_048_576],
+                &[314_572_800, 4_294_967_296, 11_141_120, 262_144, 393_216]
             ),
         ]
+    );
+    // The totals are the reference's day figures.
+    assert!(
+        lines[2]
+            .starts_with("2025-03-15,2025-03-15T00:00:00+08:00,1127219200,4621336576,5748555776,")
     );
     // Hourly CSV: one row per hour, starts with their offset.
     let r = get(
