@@ -14,18 +14,18 @@ pub enum Which {
         #[arg(long)]
         quick: bool,
     },
+    /// The daemon in the namespace lab: the highest 64-byte UDP rate counted exactly, CPU seconds
+    /// per million packets and peak RSS, beside the idle daemon.
+    Capture {
+        /// Two short steps: a smoke test of the benchmark itself.
+        #[arg(long)]
+        quick: bool,
+    },
     /// The HTTP API: 100 clients in the dashboard's request mix against the real server over a
     /// year of data, paced and then as fast as it answers; p50/p99 per endpoint, requests per
     /// second, and the capture drain's `Store::record` time idle and under load.
     Api {
         /// Two-second phases: a smoke test of the benchmark itself.
-        #[arg(long)]
-        quick: bool,
-    },
-    /// The daemon in the namespace lab: the highest 64-byte UDP rate counted exactly, CPU seconds
-    /// per million packets and peak RSS, beside the idle daemon.
-    Capture {
-        /// Two short steps: a smoke test of the benchmark itself.
         #[arg(long)]
         quick: bool,
     },
@@ -42,21 +42,6 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
                 "sentinel",
                 "--example",
                 "bench_classifier",
-                "--",
-            ];
-            if quick {
-                args.push("--quick");
-            }
-            setup::cargo(&args)
-        }
-        Which::Api { quick } => {
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "sentinel",
-                "--example",
-                "bench_api",
                 "--",
             ];
             if quick {
@@ -81,6 +66,21 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
                 "sentinel",
                 "--example",
                 "bench_capture",
+                "--",
+            ];
+            if quick {
+                args.push("--quick");
+            }
+            setup::cargo(&args)
+        }
+        Which::Api { quick } => {
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "sentinel",
+                "--example",
+                "bench_api",
                 "--",
             ];
             if quick {
