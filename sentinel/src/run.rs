@@ -133,6 +133,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             started_unix: unix_now(),
             lan_prefix_len: config.ipv6_lan_prefix_len,
         }),
+        clock: Arc::new(crate::store::SystemClock),
     };
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let web = tokio::spawn(api::serve(listener, api::router(api_state), async {

@@ -28,6 +28,14 @@ pub enum Which {
         #[arg(long)]
         quick: bool,
     },
+    /// The HTTP API: 100 clients in the dashboard's request mix against the real server over a
+    /// year of data, paced and then as fast as it answers; p50/p99 per endpoint, requests per
+    /// second, and the capture drain's `Store::record` time idle and under load.
+    Api {
+        /// Two-second phases: a smoke test of the benchmark itself.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
@@ -80,6 +88,21 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
                 "sentinel",
                 "--example",
                 "bench_capture",
+                "--",
+            ];
+            if quick {
+                args.push("--quick");
+            }
+            setup::cargo(&args)
+        }
+        Which::Api { quick } => {
+            let mut args = vec![
+                "run",
+                "--release",
+                "-p",
+                "sentinel",
+                "--example",
+                "bench_api",
                 "--",
             ];
             if quick {

@@ -3,8 +3,8 @@
 //! picked up at once and an unchanged file costs a 304.
 
 use axum::{
-    extract::Path,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{Path, rejection::PathRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 
@@ -66,7 +66,16 @@ pub async fn index(headers: HeaderMap) -> Response {
 }
 
 /// `GET /static/{*path}`.
-pub async fn file(Path(path): Path<String>, headers: HeaderMap) -> Response {
+pub async fn file(
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    // A path that does not decode to UTF-8 names no embedded file (axum's own rejection would be
+    // a plain-text 400).
+    let Ok(Path(path)) = path else {
+        return ApiError::NotFound(uri.path().to_owned()).into_response();
+    };
     if path == "index.html" {
         // The page uses relative URLs and must be opened at the root.
         return (

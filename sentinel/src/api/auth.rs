@@ -34,12 +34,13 @@ pub fn authorized(auth: &Auth, request: &Request) -> bool {
     else {
         return false;
     };
-    let Some(encoded) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-    else {
+    // The scheme is a case-insensitive token (RFC 9110 11.1): `Basic`, `basic`, `BASIC`...
+    let Some((scheme, encoded)) = value.split_once(' ') else {
         return false;
     };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return false;
+    }
     base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .is_ok_and(|decoded| same(&decoded, auth.credentials.as_bytes()))

@@ -33,7 +33,11 @@ use tower_http::{
 };
 
 pub use self::error::ApiError;
-use crate::{meter::SpeedRing, status::SharedStatus, store::Store};
+use crate::{
+    meter::SpeedRing,
+    status::SharedStatus,
+    store::{Clock, Store},
+};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -48,6 +52,8 @@ pub struct ApiState {
     pub auth: Option<auth::Auth>,
     /// Static facts about the daemon.
     pub info: Arc<DaemonInfo>,
+    /// The clock "now" and "today" come from (the system clock in the daemon; tests freeze it).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Facts for `/api/status` and `/metrics`.
@@ -64,11 +70,9 @@ pub struct DaemonInfo {
 }
 
 impl ApiState {
-    /// Unix seconds now.
+    /// Unix seconds now, by the state's clock.
     pub fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        self.clock.now()
     }
 
     /// Runs a blocking store query off the async runtime.

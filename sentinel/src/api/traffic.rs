@@ -89,17 +89,30 @@ pub fn parse_date(name: &str, value: Option<&String>) -> Result<Option<NaiveDate
     })
 }
 
-type Params = Query<HashMap<String, String>>;
+type Params = Query<Vec<(String, String)>>;
 
-/// Rejects parameters an endpoint does not know (a typo should not silently change the answer).
-fn only(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    match params.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(ApiError::BadRequest(format!(
-            "unknown parameter {k:?}; expected {}",
-            known.join(", ")
-        ))),
-        None => Ok(()),
+/// The parameters by name. Refuses those an endpoint does not know and those given twice: a typo
+/// or a repeated parameter should not silently change the answer.
+fn only(
+    params: Vec<(String, String)>,
+    known: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut map = HashMap::with_capacity(params.len());
+    for (k, v) in params {
+        if !known.contains(&k.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "unknown parameter {k:?}; expected {}",
+                known.join(", ")
+            )));
+        }
+        if map.contains_key(&k) {
+            return Err(ApiError::BadRequest(format!(
+                "parameter {k:?} is given more than once"
+            )));
+        }
+        map.insert(k, v);
     }
+    Ok(map)
 }
 
 /// `GET /api/summary`: today, this month, this year, plus the NAS's clock and zone.
@@ -119,7 +132,7 @@ pub async fn query(
     State(state): State<ApiState>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    only(&params, &["start", "end", "granularity", "format"])?;
+    let params = only(params, &["start", "end", "granularity", "format"])?;
     let (Some(first), Some(last)) = (
         parse_date("start", params.get("start"))?,
         parse_date("end", params.get("end"))?,
@@ -237,7 +250,7 @@ pub async fn top_ips(
     State(state): State<ApiState>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    only(&params, &["start", "end", "limit"])?;
+    let params = only(params, &["start", "end", "limit"])?;
     let today = state.store.zone().local_date(state.now());
     let first = parse_date("start", params.get("start"))?.unwrap_or(today);
     let last = parse_date("end", params.get("end"))?.unwrap_or(today);
