@@ -129,6 +129,19 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
         ],
     ));
     out.push(tier(
+        "bench-smoke-api",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "sentinel",
+            "--example",
+            "bench_api",
+            "--",
+            "--quick",
+        ],
+    ));
+    out.push(tier(
         "bench-smoke-store",
         &[
             "run",

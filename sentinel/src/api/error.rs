@@ -24,6 +24,9 @@ pub enum ApiError {
     /// A failure of ours: 500 (logged).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request took longer than allowed: 408.
+    #[error("the request took longer than {0} s")]
+    Timeout(u64),
     /// Not ready or overloaded: 503.
     #[error("{0}")]
     Unavailable(String),
@@ -38,6 +41,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

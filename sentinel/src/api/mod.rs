@@ -28,9 +28,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use tower_http::{
-    compression::CompressionLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
-};
+use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
 
 pub use self::error::ApiError;
 use crate::{
@@ -132,14 +130,22 @@ pub fn router(state: ApiState) -> Router {
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header(header::REFERRER_POLICY, "no-referrer"))
         .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(10),
-        ))
+        .layer(middleware::from_fn(deadline))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             MAX_IN_FLIGHT,
         ))
         .with_state(state)
+}
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ends a request that takes too long, with a JSON error like every other one.
+async fn deadline(request: Request, next: middleware::Next) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(REQUEST_TIMEOUT.as_secs()).into_response(),
+    }
 }
 
 async fn not_found(request: Request) -> impl IntoResponse {
