@@ -40,37 +40,10 @@ pub enum Which {
 
 pub fn bench(which: Which) -> anyhow::Result<()> {
     setup::setup()?;
-    match which {
-        Which::Classifier { quick } => {
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "sentinel",
-                "--example",
-                "bench_classifier",
-                "--",
-            ];
-            if quick {
-                args.push("--quick");
-            }
-            setup::cargo(&args)
-        }
-        Which::Store { quick } => {
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "sentinel",
-                "--example",
-                "bench_store",
-                "--",
-            ];
-            if quick {
-                args.push("--quick");
-            }
-            setup::cargo(&args)
-        }
+    let (example, quick) = match which {
+        Which::Classifier { quick } => ("bench_classifier", quick),
+        Which::Store { quick } => ("bench_store", quick),
+        Which::Api { quick } => ("bench_api", quick),
         Which::Capture { quick } => {
             // The example runs the daemon binary built next to it.
             setup::cargo(&[
@@ -81,34 +54,20 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
                 "--bins",
                 "--examples",
             ])?;
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "sentinel",
-                "--example",
-                "bench_capture",
-                "--",
-            ];
-            if quick {
-                args.push("--quick");
-            }
-            setup::cargo(&args)
+            ("bench_capture", quick)
         }
-        Which::Api { quick } => {
-            let mut args = vec![
-                "run",
-                "--release",
-                "-p",
-                "sentinel",
-                "--example",
-                "bench_api",
-                "--",
-            ];
-            if quick {
-                args.push("--quick");
-            }
-            setup::cargo(&args)
-        }
+    };
+    let mut args = vec![
+        "run",
+        "--release",
+        "-p",
+        "sentinel",
+        "--example",
+        example,
+        "--",
+    ];
+    if quick {
+        args.push("--quick");
     }
+    setup::cargo(&args)
 }
