@@ -50,7 +50,7 @@ fn a_hundred_clients_for_ten_seconds_against_a_year_of_data() -> anyhow::Result<
         assert!(!lat.is_empty(), "{} never answered", e.name);
     }
     assert!(
-        report.requests() >= 2000,
+        report.requests() >= 500,
         "only {} requests in 10 s",
         report.requests()
     );
