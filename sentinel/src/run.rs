@@ -201,11 +201,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Err(e) => tracing::warn!(error = %e, "web server task failed"),
         Ok(Ok(())) => {}
     }
-    let store = Arc::try_unwrap(store).map_err(|_| RunError::Setup {
-        what: "the final flush",
-        source: std::io::Error::other("the store is still shared"),
-    })?;
-    let report = store.close()?;
+    // Normally the web server has let go of the store by now; if a query still holds it, flush
+    // through the shared handle rather than skip the final flush.
+    let report = match Arc::try_unwrap(store) {
+        Ok(store) => store.close()?,
+        Err(shared) => shared.flush_now()?,
+    };
     tracing::info!(
         iface,
         up_bytes = counted.verdict(Verdict::Up).ip_bytes,
