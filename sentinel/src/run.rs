@@ -370,7 +370,12 @@ fn follow_interface(
         }
     };
     if next.plan != current.plan {
-        classifier.set_addresses(&next.plan)?;
+        // A failed update (say, more prefixes than the tries hold) keeps the previous plan in
+        // force; it is logged and retried at the next event or refresh, not fatal.
+        if let Err(e) = classifier.set_addresses(&next.plan) {
+            tracing::error!(error = %crate::error_chain(&e), "updating the address plan failed; the previous one stays in force");
+            return Ok(());
+        }
         tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, "addresses changed");
     }
     if next.ifindex != current.ifindex && !classifier.follows_interface() {
