@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod pins;
+mod tries;
 
 use std::{
     collections::HashMap,
@@ -12,17 +13,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{
-        Array, MapData, PerCpuArray, PerCpuHashMap,
-        lpm_trie::{Key, LpmTrie},
-    },
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, links::LinkError},
 };
 use ipnet::IpNet;
 use sentinel_common::abi::{
-    ABI_VERSION, BASELINE_PROGRAM_NAME, CONFIG_ABI, CONFIG_INSTANCE, CONFIG_SKIP, Counters,
-    ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS,
-    PROGRAM_NAME, RemoteCounters, RemoteKey, TOTALS_SLOTS,
+    ABI_VERSION, BASELINE_PROGRAM_NAME, CONFIG_ABI, CONFIG_INSTANCE, Counters, ERROR_SLOTS,
+    MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, PROGRAM_NAME, RemoteCounters, RemoteKey,
+    TOTALS_SLOTS,
 };
 
 pub use self::attach::{AttachPreference, Attachment};
@@ -256,98 +254,6 @@ impl KernelClassifier {
         self.config()?
             .set(slot, value, 0)
             .map_err(map_err(MAP_CONFIG, "write"))
-    }
-
-    /// What the tries hold now (an earlier run's entries when the maps are reused).
-    fn trie_contents(&mut self) -> Result<HashMap<IpNet, u32>, EbpfError> {
-        let mut out = HashMap::new();
-        let v4 = self.trie_v4()?;
-        for key in v4.keys() {
-            let key = key.map_err(map_err(MAP_ADDRS_V4, "iterate"))?;
-            let flags = v4.get(&key, 0).map_err(map_err(MAP_ADDRS_V4, "read"))?;
-            if let Ok(net) = ipnet::Ipv4Net::new(key.data().into(), key.prefix_len() as u8) {
-                out.insert(IpNet::V4(net), flags);
-            }
-        }
-        let v6 = self.trie_v6()?;
-        for key in v6.keys() {
-            let key = key.map_err(map_err(MAP_ADDRS_V6, "iterate"))?;
-            let flags = v6.get(&key, 0).map_err(map_err(MAP_ADDRS_V6, "read"))?;
-            if let Ok(net) = ipnet::Ipv6Net::new(key.data().into(), key.prefix_len() as u8) {
-                out.insert(IpNet::V6(net), flags);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Makes the tries hold exactly the flattened `plan`.
-    pub fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), EbpfError> {
-        let wanted: HashMap<IpNet, u32> = plan
-            .flattened()
-            .into_iter()
-            .map(|e| (e.net, e.flags))
-            .collect();
-        // Insert and update first, remove last: a lookup in between never sees a prefix missing.
-        for (net, flags) in &wanted {
-            if self.installed.get(net) != Some(flags) {
-                self.trie_insert(net, *flags)?;
-            }
-        }
-        let stale: Vec<IpNet> = self
-            .installed
-            .keys()
-            .filter(|n| !wanted.contains_key(n))
-            .copied()
-            .collect();
-        for net in stale {
-            self.trie_remove(&net)?;
-        }
-        self.installed = wanted;
-        self.config_set(CONFIG_SKIP, u64::from(plan.skip_bits()))
-    }
-
-    fn trie_insert(&mut self, net: &IpNet, flags: u32) -> Result<(), EbpfError> {
-        let len = u32::from(net.prefix_len());
-        match net {
-            IpNet::V4(n) => self
-                .trie_v4()?
-                .insert(&Key::new(len, n.network().octets()), flags, 0)
-                .map_err(map_err(MAP_ADDRS_V4, "insert")),
-            IpNet::V6(n) => self
-                .trie_v6()?
-                .insert(&Key::new(len, n.network().octets()), flags, 0)
-                .map_err(map_err(MAP_ADDRS_V6, "insert")),
-        }
-    }
-
-    fn trie_remove(&mut self, net: &IpNet) -> Result<(), EbpfError> {
-        let len = u32::from(net.prefix_len());
-        match net {
-            IpNet::V4(n) => self
-                .trie_v4()?
-                .remove(&Key::new(len, n.network().octets()))
-                .map_err(map_err(MAP_ADDRS_V4, "remove")),
-            IpNet::V6(n) => self
-                .trie_v6()?
-                .remove(&Key::new(len, n.network().octets()))
-                .map_err(map_err(MAP_ADDRS_V6, "remove")),
-        }
-    }
-
-    fn trie_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], u32>, EbpfError> {
-        let map = self.ebpf.map_mut(MAP_ADDRS_V4).ok_or(EbpfError::Missing {
-            what: "map",
-            name: MAP_ADDRS_V4,
-        })?;
-        LpmTrie::try_from(map).map_err(map_err(MAP_ADDRS_V4, "open"))
-    }
-
-    fn trie_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], u32>, EbpfError> {
-        let map = self.ebpf.map_mut(MAP_ADDRS_V6).ok_or(EbpfError::Missing {
-            what: "map",
-            name: MAP_ADDRS_V6,
-        })?;
-        LpmTrie::try_from(map).map_err(map_err(MAP_ADDRS_V6, "open"))
     }
 
     /// Attaches to `iface` on ingress and egress (detaching any earlier attachment first).
