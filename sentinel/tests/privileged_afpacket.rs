@@ -65,9 +65,19 @@ fn counts_known_udp_traffic_exactly_in_both_directions_and_families() {
     let lan6_out = send(&lab.nas, LAN_V6.into(), 64, 500);
 
     // Ground truth for the down direction: what the NAS's UDP stack received (LAN included).
-    let (nas_v4_1, nas_v6_1) = udp_received(&lab.nas);
-    let down4 = (nas_v4_1 - nas_v4_0) as usize;
-    let down6 = (nas_v6_1 - nas_v6_0) as usize - lan6;
+    // Datagrams may still be in flight when the senders return: wait (bounded) for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (down4, down6) = loop {
+        let (nas_v4_1, nas_v6_1) = udp_received(&lab.nas);
+        let got = (
+            (nas_v4_1 - nas_v4_0) as usize,
+            ((nas_v6_1 - nas_v6_0) as usize).saturating_sub(lan6),
+        );
+        if got == (1500, 800) || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!((down4, down6), (1500, 800), "datagrams lost inside the lab");
 
     let want_up4 = udp(up4, 1000, false);
