@@ -54,6 +54,62 @@ const MAC_WAN: &str = "02:53:4e:00:01:64";
 
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
+/// A host on the lab's LAN: its MAC, the router's bridge port it hangs on, its addresses.
+#[derive(Clone, Copy)]
+struct LanHost {
+    mac: &'static str,
+    port: &'static str,
+    v4: &'static str,
+    v6: &'static str,
+    prefix_v4: &'static str,
+    prefix_v6: &'static str,
+}
+
+impl LanHost {
+    const NAS: LanHost = LanHost {
+        mac: MAC_NAS,
+        port: "nas0",
+        v4: "192.168.50.10",
+        v6: "2001:db8:aa00:1::10",
+        prefix_v4: "192.168.50.10/24",
+        prefix_v6: "2001:db8:aa00:1::10/64",
+    };
+    const LAN: LanHost = LanHost {
+        mac: MAC_LAN,
+        port: "lan0",
+        v4: "192.168.50.20",
+        v6: "2001:db8:aa00:1::20",
+        prefix_v4: "192.168.50.20/24",
+        prefix_v6: "2001:db8:aa00:1::20/64",
+    };
+}
+
+/// Adds an address (IPv6 with nodad: usable at once, and no DAD traffic).
+fn addr(ns: &str, dev: &str, a: &str) -> anyhow::Result<()> {
+    let mut args = vec!["-n", ns, "addr", "add", a, "dev", dev];
+    if a.contains(':') {
+        args.push("nodad");
+    }
+    ip(&args)
+}
+
+/// A permanent neighbour entry.
+fn neigh(ns: &str, dev: &str, a: &str, mac: &str) -> anyhow::Result<()> {
+    ip(&[
+        "-n",
+        ns,
+        "neigh",
+        "replace",
+        a,
+        "lladdr",
+        mac,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ])
+}
+
 /// The four namespaces of one lab instance. Dropping it removes them.
 pub struct Lab {
     /// Namespace names: `<prefix>-nas`, `-lan`, `-rtr`, `-wan`.
@@ -136,20 +192,7 @@ impl Lab {
         netns_exec(rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         netns_exec(rtr, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
 
-        // Links, created directly inside the namespaces.
-        ip(&[
-            "-n", nas, "link", "add", "eth0", "address", MAC_NAS, "type", "veth", "peer", "name",
-            "nas0", "netns", rtr,
-        ])?;
-        ip(&[
-            "-n", lan, "link", "add", "eth0", "address", MAC_LAN, "type", "veth", "peer", "name",
-            "lan0", "netns", rtr,
-        ])?;
-        ip(&[
-            "-n", wan, "link", "add", "eth0", "address", MAC_WAN, "type", "veth", "peer", "name",
-            "wan0", "netns", rtr,
-        ])?;
-        ip(&["-n", rtr, "link", "set", "wan0", "address", MAC_RTR_WAN])?;
+        // The router: a bridge for the LAN side, a routed WAN port.
         ip(&[
             "-n",
             rtr,
@@ -165,54 +208,21 @@ impl Lab {
             "forward_delay",
             "0",
         ])?;
-        ip(&["-n", rtr, "link", "set", "nas0", "master", "br0"])?;
-        ip(&["-n", rtr, "link", "set", "lan0", "master", "br0"])?;
-
-        // Addresses (nodad: usable at once, and no DAD traffic).
-        let addr = |ns: &str, dev: &str, a: &str| -> anyhow::Result<()> {
-            let mut args = vec!["-n", ns, "addr", "add", a, "dev", dev];
-            if a.contains(':') {
-                args.push("nodad");
-            }
-            ip(&args)
-        };
-        addr(nas, "eth0", "192.168.50.10/24")?;
-        addr(nas, "eth0", "2001:db8:aa00:1::10/64")?;
-        addr(lan, "eth0", "192.168.50.20/24")?;
-        addr(lan, "eth0", "2001:db8:aa00:1::20/64")?;
+        ip(&[
+            "-n", wan, "link", "add", "eth0", "address", MAC_WAN, "type", "veth", "peer", "name",
+            "wan0", "netns", rtr,
+        ])?;
+        ip(&["-n", rtr, "link", "set", "wan0", "address", MAC_RTR_WAN])?;
         addr(rtr, "br0", "192.168.50.1/24")?;
         addr(rtr, "br0", "2001:db8:aa00:1::1/64")?;
         addr(rtr, "wan0", "203.0.113.1/24")?;
         addr(rtr, "wan0", "2001:db8:ff00::1/64")?;
         addr(wan, "eth0", "203.0.113.100/24")?;
         addr(wan, "eth0", "2001:db8:ff00::100/64")?;
-
-        for (ns, dev) in [
-            (nas, "eth0"),
-            (lan, "eth0"),
-            (wan, "eth0"),
-            (rtr, "nas0"),
-            (rtr, "lan0"),
-            (rtr, "wan0"),
-            (rtr, "br0"),
-        ] {
+        for (ns, dev) in [(wan, "eth0"), (rtr, "wan0"), (rtr, "br0")] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
-
-        // Routes: NAS and LAN host through the router; the internet host back through it too.
-        for ns in [nas, lan] {
-            ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
-            ip(&[
-                "-n",
-                ns,
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                "2001:db8:aa00:1::1",
-            ])?;
-        }
+        // The internet host reaches the home through the router.
         ip(&[
             "-n",
             wan,
@@ -233,45 +243,15 @@ impl Lab {
             "2001:db8:ff00::1",
         ])?;
 
-        // Static neighbours: no ARP or neighbour discovery while tests count.
-        let neigh = |ns: &str, dev: &str, a: &str, mac: &str| {
-            ip(&[
-                "-n",
-                ns,
-                "neigh",
-                "replace",
-                a,
-                "lladdr",
-                mac,
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ])
-        };
-        for (a, mac) in [
-            ("192.168.50.1", MAC_RTR_LAN),
-            ("2001:db8:aa00:1::1", MAC_RTR_LAN),
-            ("192.168.50.20", MAC_LAN),
-            ("2001:db8:aa00:1::20", MAC_LAN),
-        ] {
-            neigh(nas, "eth0", a, mac)?;
-        }
-        for (a, mac) in [
-            ("192.168.50.1", MAC_RTR_LAN),
-            ("2001:db8:aa00:1::1", MAC_RTR_LAN),
-            ("192.168.50.10", MAC_NAS),
-            ("2001:db8:aa00:1::10", MAC_NAS),
-        ] {
-            neigh(lan, "eth0", a, mac)?;
-        }
-        for (a, mac) in [
-            ("192.168.50.10", MAC_NAS),
-            ("2001:db8:aa00:1::10", MAC_NAS),
-            ("192.168.50.20", MAC_LAN),
-            ("2001:db8:aa00:1::20", MAC_LAN),
-        ] {
-            neigh(rtr, "br0", a, mac)?;
+        // The two LAN hosts, each knowing the other statically.
+        self.attach_lan_host(nas, LanHost::NAS, LanHost::LAN)?;
+        self.attach_lan_host(lan, LanHost::LAN, LanHost::NAS)?;
+
+        // Static neighbours of the router: no ARP or neighbour discovery while tests count.
+        for host in [LanHost::NAS, LanHost::LAN] {
+            for a in [host.v4, host.v6] {
+                neigh(rtr, "br0", a, host.mac)?;
+            }
         }
         for (a, mac) in [("203.0.113.100", MAC_WAN), ("2001:db8:ff00::100", MAC_WAN)] {
             neigh(rtr, "wan0", a, mac)?;
@@ -383,44 +363,26 @@ impl Lab {
     /// driver reload or a container runtime re-creating an interface would.
     pub fn recreate_nas_link(&self) -> anyhow::Result<()> {
         ip(&["-n", &self.nas, "link", "del", "eth0"])?;
+        self.attach_lan_host(&self.nas, LanHost::NAS, LanHost::LAN)
+    }
+
+    /// Gives `ns` an `eth0` on the router's bridge: its addresses, default routes through the
+    /// router, and static neighbour entries for the router and the other LAN host.
+    fn attach_lan_host(&self, ns: &str, host: LanHost, other: LanHost) -> anyhow::Result<()> {
+        let rtr = self.rtr.as_str();
         ip(&[
-            "-n", &self.nas, "link", "add", "eth0", "address", MAC_NAS, "type", "veth", "peer",
-            "name", "nas0", "netns", &self.rtr,
+            "-n", ns, "link", "add", "eth0", "address", host.mac, "type", "veth", "peer", "name",
+            host.port, "netns", rtr,
         ])?;
-        ip(&["-n", &self.rtr, "link", "set", "nas0", "master", "br0"])?;
+        ip(&["-n", rtr, "link", "set", host.port, "master", "br0"])?;
+        addr(ns, "eth0", host.prefix_v4)?;
+        addr(ns, "eth0", host.prefix_v6)?;
+        ip(&["-n", rtr, "link", "set", host.port, "up"])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
         ip(&[
             "-n",
-            &self.nas,
-            "addr",
-            "add",
-            "192.168.50.10/24",
-            "dev",
-            "eth0",
-        ])?;
-        ip(&[
-            "-n",
-            &self.nas,
-            "addr",
-            "add",
-            "2001:db8:aa00:1::10/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ])?;
-        ip(&["-n", &self.rtr, "link", "set", "nas0", "up"])?;
-        ip(&["-n", &self.nas, "link", "set", "eth0", "up"])?;
-        ip(&[
-            "-n",
-            &self.nas,
-            "route",
-            "add",
-            "default",
-            "via",
-            "192.168.50.1",
-        ])?;
-        ip(&[
-            "-n",
-            &self.nas,
+            ns,
             "-6",
             "route",
             "add",
@@ -431,20 +393,10 @@ impl Lab {
         for (a, mac) in [
             ("192.168.50.1", MAC_RTR_LAN),
             ("2001:db8:aa00:1::1", MAC_RTR_LAN),
+            (other.v4, other.mac),
+            (other.v6, other.mac),
         ] {
-            ip(&[
-                "-n",
-                &self.nas,
-                "neigh",
-                "replace",
-                a,
-                "lladdr",
-                mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ])?;
+            neigh(ns, "eth0", a, mac)?;
         }
         Ok(())
     }
