@@ -68,8 +68,3 @@ pub fn remote_key(addr: &str) -> RemoteKey {
         Err(_) => panic!("bad remote address {addr:?}"),
     }
 }
-
-/// The printable address of a remote key.
-pub fn remote_addr(key: &RemoteKey) -> IpAddr {
-    crate::capture::remote_ip(key)
-}

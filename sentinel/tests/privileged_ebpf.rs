@@ -155,7 +155,7 @@ fn check(
                     if *got_key != key || p != packets || b != ip_bytes {
                         return Err(format!(
                             "remote: expected {remote} {packets}/{ip_bytes}, got {:?} {r:?}",
-                            testkit::remote_addr(got_key)
+                            sentinel::capture::remote_ip(got_key)
                         ));
                     }
                 }
