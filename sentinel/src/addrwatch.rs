@@ -87,7 +87,18 @@ impl PlanBuilder {
 
     /// Reads the interface now.
     pub fn read(&mut self, now: Instant) -> Result<IfaceState, IfaceError> {
-        let ifindex = nix::net::if_::if_nametoindex(self.iface.as_str()).ok();
+        // Only "no such device" means the interface is gone; any other failure (EMFILE, ENOMEM)
+        // is an error of the environment and must not read as "vanished".
+        let ifindex = match nix::net::if_::if_nametoindex(self.iface.as_str()) {
+            Ok(index) => Some(index),
+            Err(nix::errno::Errno::ENODEV | nix::errno::Errno::ENXIO) => None,
+            Err(source) => {
+                return Err(IfaceError::Index {
+                    iface: self.iface.clone(),
+                    source,
+                });
+            }
+        };
         let locals = match ifindex {
             Some(_) => iface::local_addresses(&self.iface)?,
             None => Vec::new(),

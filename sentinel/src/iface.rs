@@ -19,6 +19,13 @@ pub enum IfaceError {
     /// The interface does not exist.
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoSuchInterface(String),
+    /// Looking up the interface's index failed for another reason than its absence.
+    #[error("looking up interface {iface:?} failed")]
+    Index {
+        iface: String,
+        #[source]
+        source: nix::Error,
+    },
     /// getifaddrs failed.
     #[error("listing interface addresses failed")]
     Addresses(#[source] nix::Error),

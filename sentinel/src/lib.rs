@@ -12,10 +12,12 @@ pub mod config;
 pub mod drain;
 pub mod healthcheck;
 pub mod iface;
+pub mod lock;
 pub mod meter;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod testkit;
 pub mod timebucket;
 

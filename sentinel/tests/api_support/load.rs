@@ -173,7 +173,7 @@ pub fn state(store: Arc<Store>) -> ApiState {
         backend: "ebpf",
         iface: "eth0".into(),
         ifindex: Some(2),
-        attach_mode: Some("tcx".into()),
+        attach_mode: Some(sentinel::capture::AttachMode::Tcx),
         state: CaptureState::Running,
         lan_mode: "auto",
         locals: vec!["192.168.1.100".parse().unwrap_or(IpAddr::from([0; 4]))],
@@ -194,6 +194,7 @@ pub fn state(store: Arc<Store>) -> ApiState {
         capture,
         speed: Arc::new(Mutex::new(ring)),
         auth: None,
+        allowed_hosts: Arc::new(Vec::new()),
         info: Arc::new(DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             started: Instant::now(),

@@ -136,7 +136,7 @@ pub fn capture_status(state: CaptureState) -> CaptureStatus {
         backend: "ebpf",
         iface: "eth0".into(),
         ifindex: Some(2),
-        attach_mode: Some("tcx".into()),
+        attach_mode: Some(sentinel::capture::AttachMode::Tcx),
         state,
         program_id: Some(42),
         pin_dir: Some("/sys/fs/bpf/sentinel".into()),
@@ -222,6 +222,7 @@ impl Env {
             capture: capture.clone(),
             speed: speed.clone(),
             auth,
+            allowed_hosts: Arc::new(Vec::new()),
             info: Arc::new(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION"),
                 started: Instant::now(),

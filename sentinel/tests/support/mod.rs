@@ -186,6 +186,83 @@ impl Daemon {
         self.log.lock().expect("lock").clone()
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM, and wait (bounded by `limit`, then SIGKILL) for the exit: how long it took and
+    /// whether it was clean.
+    pub fn stop_timed(mut self, limit: Duration) -> (Duration, bool) {
+        let Some(mut child) = self.child.take() else {
+            return (Duration::ZERO, false);
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (start.elapsed(), status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (start.elapsed(), false)
+    }
+
+    /// Runs a daemon that is expected to exit by itself within `limit` (killed otherwise): its
+    /// exit status (`None`: it had to be killed) and everything it printed.
+    pub fn run_to_exit(
+        lab: &Lab,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let db_dir = pin_dir
+            .file_name()
+            .map(|n| std::env::temp_dir().join(n))
+            .expect("pin dir name");
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", lab.nas))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_sentinel"))
+            .env("MONITOR_IFACE", "eth0")
+            .env("BPF_PIN_DIR", pin_dir)
+            .env("RUST_LOG", "info")
+            .env("DB_PATH", db_dir.join("traffic.db"))
+            .env("WEB_BIND", "127.0.0.1")
+            .env("WEB_PORT", WEB_PORT.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting the daemon under nsenter");
+        let start = Instant::now();
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break Some(status);
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        }
+        if let Some(mut s) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        }
+        (status, out)
+    }
+
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(mut self) {
         if let Some(mut child) = self.child.take() {

@@ -9,6 +9,13 @@
 //!   when missing and never removed (others may use it).
 //!
 //! Detaching removes exactly what this module attached, and unpins its links.
+//!
+//! Checking ([`Attachment::check`]) tells the supervisor whether the attachment is still there:
+//! the interface must still exist with the index we attached to, and in TCX mode our program must
+//! still be in the interface's TCX chain in both directions (a `bpftool link detach` removes it
+//! while our link fd and pin stay). For netlink filters only the interface is checked: aya 0.14
+//! offers no public filter query, so a `tc filter del` of our filter is not noticed
+//! (docs/operations.md).
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +27,7 @@ use aya::programs::{
 use sentinel_common::abi::PROGRAM_NAME;
 
 use super::{AttachMode, EbpfError, prog_err};
+use crate::capture::Attached;
 
 /// Which attach mechanism to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,6 +212,55 @@ fn remove_stale_filters(iface: &str, direction: TcAttachType) {
 }
 
 impl Attachment {
+    /// Whether the program is still attached here; `program_id` is ours.
+    pub fn check(&self, program_id: Option<u32>) -> Attached {
+        match nix::net::if_::if_nametoindex(self.iface.as_str()) {
+            Ok(index) if index == self.ifindex => {}
+            Ok(index) => {
+                return Attached::InterfaceChanged(format!(
+                    "interface {} was re-created (ifindex {} -> {index})",
+                    self.iface, self.ifindex
+                ));
+            }
+            Err(nix::errno::Errno::ENODEV) => {
+                return Attached::InterfaceChanged(format!("interface {} disappeared", self.iface));
+            }
+            Err(e) => {
+                return Attached::Unknown(format!(
+                    "looking up interface {} failed: {e}",
+                    self.iface
+                ));
+            }
+        }
+        if self.mode != AttachMode::Tcx {
+            return Attached::Yes;
+        }
+        let Some(ours) = program_id else {
+            return Attached::Unknown("our program id is unknown".into());
+        };
+        for direction in [TcAttachType::Ingress, TcAttachType::Egress] {
+            match SchedClassifier::query_tcx(&self.iface, direction) {
+                Ok((_, programs)) if programs.iter().any(|p| p.id() == ours) => {}
+                Ok(_) => {
+                    return Attached::Lost(format!(
+                        "our TCX {} link on {} was detached by someone else",
+                        direction_name(direction),
+                        self.iface
+                    ));
+                }
+                Err(e) => {
+                    return Attached::Unknown(format!(
+                        "querying the TCX {} chain of {} failed: {}",
+                        direction_name(direction),
+                        self.iface,
+                        crate::error_chain(&e)
+                    ));
+                }
+            }
+        }
+        Attached::Yes
+    }
+
     /// Detaches both directions and removes link pins.
     pub fn detach(self) -> Result<(), EbpfError> {
         for held in self.held {

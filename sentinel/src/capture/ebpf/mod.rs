@@ -98,23 +98,7 @@ pub enum EbpfError {
     },
 }
 
-/// How the program is attached to an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    /// bpf_link through TCX (kernel >= 6.6): coexists with other programs, goes away with us.
-    Tcx,
-    /// A clsact filter through netlink (older kernels).
-    Netlink,
-}
-
-impl std::fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AttachMode::Tcx => "tcx",
-            AttachMode::Netlink => "netlink-clsact",
-        })
-    }
-}
+pub use super::AttachMode;
 
 /// A loader that keeps no kernel BTF: the program uses no CO-RE relocations. (aya 0.14's
 /// `EbpfLoader::new` still parses vmlinux's BTF once, about 15 MB for a moment at start-up;

@@ -1,0 +1,544 @@
+//! The supervisor driven with fakes on tokio's paused clock: a fake "kernel" (interface present,
+//! its index, our link in place, counters), a fake interface source and a fake ledger, all over
+//! one shared world that the tests change and inspect. Every OS input is a fake: no root, no
+//! network, no database.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use sentinel_common::abi::{Counters, Verdict, totals_index};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::{
+    addrwatch::IfaceState,
+    capture::{AttachMode, Attached, BackendError, BackendKind, Capture, Snapshot},
+    classify::AddressPlan,
+    drain::Checkpoint,
+    iface::IfaceError,
+    status::CaptureState,
+    store::Sample,
+};
+
+const INSTANCE: u64 = 0x5e57;
+
+/// The fake machine.
+#[derive(Debug)]
+struct World {
+    iface_present: bool,
+    ifindex: u32,
+    /// Our program is in the interface's chain (someone else may remove it).
+    link_present: bool,
+    /// The index we attached to, while attached.
+    attached_to: Option<u32>,
+    attach_failures: u32,
+    attaches: u32,
+    snapshot_failures: u32,
+    iface_read_failures: u32,
+    up_bytes: u64,
+    reused: bool,
+    /// Ledger: the committed checkpoint, what was recorded, failures to inject.
+    committed: Option<Vec<u8>>,
+    pending_checkpoint: Option<Vec<u8>>,
+    booked_up: u64,
+    checkpoint_read_failures: u32,
+    /// Drain, flush, detach... in the order they happened.
+    order: Vec<&'static str>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            iface_present: true,
+            ifindex: 2,
+            link_present: false,
+            attached_to: None,
+            attach_failures: 0,
+            attaches: 0,
+            snapshot_failures: 0,
+            iface_read_failures: 0,
+            up_bytes: 0,
+            reused: false,
+            committed: None,
+            pending_checkpoint: None,
+            booked_up: 0,
+            checkpoint_read_failures: 0,
+            order: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<World>>);
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, World> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn err(context: &str) -> BackendError {
+    BackendError {
+        backend: "fake",
+        context: context.to_owned(),
+        source: Box::new(std::io::Error::from_raw_os_error(libc::EMFILE)),
+    }
+}
+
+struct FakeCapture(Shared);
+
+impl Capture for FakeCapture {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Ebpf
+    }
+    fn instance(&self) -> u64 {
+        INSTANCE
+    }
+    fn counters_reused(&self) -> bool {
+        self.0.lock().reused
+    }
+    fn pin_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    fn program_id(&self) -> Option<u32> {
+        Some(7)
+    }
+    fn attach(&mut self, _iface: &str) -> Result<Option<AttachMode>, BackendError> {
+        let mut w = self.0.lock();
+        w.order.push("attach");
+        if w.attach_failures > 0 {
+            w.attach_failures -= 1;
+            return Err(err("attaching"));
+        }
+        if !w.iface_present {
+            return Err(err("no such interface"));
+        }
+        w.attaches += 1;
+        w.attached_to = Some(w.ifindex);
+        w.link_present = true;
+        Ok(Some(AttachMode::Tcx))
+    }
+    fn detach(&mut self) -> Result<(), BackendError> {
+        let mut w = self.0.lock();
+        w.order.push("detach");
+        w.attached_to = None;
+        w.link_present = false;
+        Ok(())
+    }
+    fn check(&mut self) -> Attached {
+        let w = self.0.lock();
+        match w.attached_to {
+            None => Attached::No,
+            Some(_) if !w.iface_present => Attached::InterfaceChanged("gone".into()),
+            Some(i) if i != w.ifindex => Attached::InterfaceChanged("re-created".into()),
+            Some(_) if !w.link_present => Attached::Lost("detached by someone else".into()),
+            Some(_) => Attached::Yes,
+        }
+    }
+    fn set_addresses(&mut self, _plan: &AddressPlan) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+        let mut w = self.0.lock();
+        w.order.push("drain");
+        if w.snapshot_failures > 0 {
+            w.snapshot_failures -= 1;
+            return Err(err("reading the maps"));
+        }
+        let mut snap = Snapshot::default();
+        // The fake kernel counts only while our program is attached.
+        snap.totals.slots[totals_index(Verdict::Up, 0) as usize] = Counters {
+            packets: w.up_bytes / 100,
+            ip_bytes: w.up_bytes,
+            wire_bytes: w.up_bytes,
+        };
+        Ok(snap)
+    }
+}
+
+struct FakeIface(Shared);
+
+impl InterfaceSource for FakeIface {
+    fn read(&mut self) -> Result<IfaceState, IfaceError> {
+        let mut w = self.0.lock();
+        if w.iface_read_failures > 0 {
+            w.iface_read_failures -= 1;
+            return Err(IfaceError::Index {
+                iface: "eth0".into(),
+                source: nix::errno::Errno::EMFILE,
+            });
+        }
+        Ok(IfaceState {
+            ifindex: w.iface_present.then_some(w.ifindex),
+            plan: AddressPlan::default(),
+            grace_prefixes: Vec::new(),
+        })
+    }
+}
+
+struct FakeFactory(Shared);
+
+impl CaptureFactory for FakeFactory {
+    fn start(
+        &mut self,
+        _iface: &str,
+        _plan: &AddressPlan,
+    ) -> Result<Box<dyn Capture>, crate::capture::active::StartError> {
+        Ok(Box::new(FakeCapture(self.0.clone())))
+    }
+}
+
+struct FakeLedger(Shared);
+
+impl Ledger for FakeLedger {
+    fn record(&self, sample: &Sample<'_>) {
+        let mut w = self.0.lock();
+        w.booked_up += sample.up.ip_bytes;
+        w.pending_checkpoint = sample.checkpoint.clone();
+    }
+    fn flush(&self) -> Result<(), LedgerError> {
+        let mut w = self.0.lock();
+        w.order.push("flush");
+        if let Some(cp) = w.pending_checkpoint.take() {
+            w.committed = Some(cp);
+        }
+        Ok(())
+    }
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        let mut w = self.0.lock();
+        if w.checkpoint_read_failures > 0 {
+            w.checkpoint_read_failures -= 1;
+            return Err("database is locked".into());
+        }
+        Ok(w.committed.clone())
+    }
+}
+
+#[derive(Debug)]
+struct FixedClock;
+
+impl crate::store::Clock for FixedClock {
+    fn now(&self) -> i64 {
+        1_700_000_000
+    }
+}
+
+struct Harness {
+    world: Shared,
+    status: SharedStatus,
+    events: mpsc::Sender<()>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Supervisor>,
+}
+
+fn settings() -> Settings {
+    let mut s = Settings::new("eth0");
+    s.startup_retry_delay = Duration::ZERO;
+    s
+}
+
+fn start_with(world: Shared) -> Result<Harness, RunError> {
+    let (events_tx, events) = mpsc::channel(4);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let inputs = OsInputs {
+        iface: Box::new(FakeIface(world.clone())),
+        factory: Box::new(FakeFactory(world.clone())),
+        events,
+        clock: Arc::new(FixedClock),
+        shutdown: Box::pin(async {
+            let _ = stopped.await;
+        }),
+    };
+    let out = Outputs {
+        status: SharedStatus::default(),
+        speed: Arc::default(),
+    };
+    let status = out.status.clone();
+    let ledger: Arc<dyn Ledger> = Arc::new(FakeLedger(world.clone()));
+    let (mut sup, shutdown) = Supervisor::start(settings(), inputs, ledger, out)?;
+    let task = tokio::spawn(async move {
+        sup.run(shutdown).await;
+        sup
+    });
+    Ok(Harness {
+        world,
+        status,
+        events: events_tx,
+        stop,
+        task,
+    })
+}
+
+fn start(world: World) -> Harness {
+    match start_with(Shared(Arc::new(Mutex::new(world)))) {
+        Ok(h) => h,
+        Err(e) => panic!("start failed: {e}"),
+    }
+}
+
+impl Harness {
+    fn status(&self) -> CaptureStatus {
+        status::read(&self.status)
+    }
+
+    async fn stop(self) -> (Result<Finished, RunError>, Shared) {
+        let _ = self.stop.send(());
+        let sup = self.task.await.expect("supervisor task");
+        (sup.finish(), self.world)
+    }
+}
+
+async fn sleep(secs: f64) {
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reattaches_after_the_ifindex_changes() {
+    let h = start(World::default());
+    sleep(1.5).await;
+    assert_eq!(h.status().state, CaptureState::Running);
+    assert_eq!(h.status().ifindex, Some(2));
+    h.world.lock().ifindex = 9;
+    h.events.send(()).await.expect("event");
+    sleep(0.5).await;
+    let s = h.status();
+    assert_eq!(
+        (s.state, s.ifindex, s.reattachments),
+        (CaptureState::Running, Some(9), 1)
+    );
+    assert_eq!(h.world.lock().attached_to, Some(9));
+    let (done, _) = h.stop().await;
+    assert!(done.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_attach_is_retried_with_backoff_until_it_succeeds() {
+    let h = start(World {
+        attach_failures: 3,
+        ..World::default()
+    });
+    let s = h.status();
+    assert!(matches!(s.state, CaptureState::Down(_)), "{:?}", s.state);
+    assert_eq!(s.attach_attempts, 1);
+    // Attempts at +1 s, then +2 s, then +4 s: the third retry (7 s after start) succeeds.
+    sleep(1.5).await;
+    assert_eq!(h.status().attach_attempts, 2);
+    sleep(2.0).await;
+    assert_eq!(h.status().attach_attempts, 3);
+    assert!(matches!(h.status().state, CaptureState::Down(_)));
+    sleep(4.0).await;
+    let s = h.status();
+    assert_eq!((s.state, s.attach_attempts), (CaptureState::Running, 0));
+    assert_eq!(h.world.lock().attaches, 1);
+    let (done, _) = h.stop().await;
+    assert!(done.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_external_detach_is_detected_within_a_few_seconds_and_repaired() {
+    let h = start(World::default());
+    sleep(1.5).await;
+    h.world.lock().up_bytes = 1000;
+    sleep(1.0).await;
+    // Someone runs `bpftool link detach`: our program leaves the chain, our fd stays.
+    h.world.lock().link_present = false;
+    sleep(2.5).await;
+    let s = h.status();
+    assert_eq!(s.external_detaches, 1);
+    assert_eq!(s.state, CaptureState::Running, "repaired at once");
+    assert_eq!(s.reattachments, 1);
+    assert!(h.world.lock().link_present);
+    h.world.lock().up_bytes = 1500;
+    let (done, world) = h.stop().await;
+    assert!(done.is_ok());
+    assert_eq!(world.lock().booked_up, 1500, "counting resumed exactly");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vanished_interface_is_waited_for_and_reattached_when_it_returns() {
+    let h = start(World::default());
+    sleep(1.5).await;
+    h.world.lock().iface_present = false;
+    h.events.send(()).await.expect("event");
+    sleep(0.2).await;
+    let s = h.status();
+    assert_eq!(s.ifindex, None);
+    let CaptureState::Down(reason) = &s.state else {
+        panic!("expected down, got {:?}", s.state);
+    };
+    assert!(reason.contains("eth0"), "{reason}");
+    // Retries while it is gone fail and back off; none of them attaches.
+    sleep(10.0).await;
+    assert!(h.status().attach_attempts >= 2);
+    assert_eq!(h.world.lock().attached_to, None);
+    {
+        let mut w = h.world.lock();
+        w.iface_present = true;
+        w.ifindex = 12;
+    }
+    h.events.send(()).await.expect("event");
+    sleep(0.2).await;
+    let s = h.status();
+    assert_eq!((s.state, s.ifindex), (CaptureState::Running, Some(12)));
+    let (done, _) = h.stop().await;
+    assert!(done.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_then_flushes_then_detaches() {
+    let h = start(World::default());
+    sleep(2.5).await;
+    h.world.lock().order.clear();
+    h.world.lock().up_bytes = 4242;
+    let (done, world) = h.stop().await;
+    assert!(done.is_ok());
+    let w = world.lock();
+    assert_eq!(w.order, ["drain", "flush", "detach"]);
+    assert_eq!(w.booked_up, 4242, "the last drain's bytes were flushed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_map_read_is_retried_reported_and_detaches_nothing() {
+    let h = start(World::default());
+    sleep(1.5).await;
+    {
+        let mut w = h.world.lock();
+        w.snapshot_failures = 3;
+        w.up_bytes = 800;
+        w.order.clear();
+    }
+    sleep(3.0).await;
+    let s = h.status();
+    assert_eq!(s.environment_errors, 3);
+    assert!(
+        s.last_environment_error
+            .as_deref()
+            .is_some_and(|e| e.contains("reading the maps")),
+        "{:?}",
+        s.last_environment_error
+    );
+    assert_eq!(s.state, CaptureState::Running);
+    assert!(
+        !h.world.lock().order.contains(&"detach"),
+        "nothing detached"
+    );
+    sleep(1.0).await;
+    assert_eq!(
+        h.world.lock().booked_up,
+        800,
+        "nothing lost across the failed reads"
+    );
+    // A failed interface read (EMFILE) is not "the interface vanished".
+    h.world.lock().iface_read_failures = 1;
+    h.events.send(()).await.expect("event");
+    sleep(0.2).await;
+    let s = h.status();
+    assert_eq!(
+        (s.state, s.ifindex, s.environment_errors),
+        (CaptureState::Running, Some(2), 4)
+    );
+    let (done, _) = h.stop().await;
+    assert!(done.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_final_drain_still_flushes_and_detaches() {
+    let h = start(World::default());
+    sleep(1.5).await;
+    {
+        let mut w = h.world.lock();
+        w.snapshot_failures = 100;
+        w.order.clear();
+    }
+    let (done, world) = h.stop().await;
+    assert!(done.is_ok());
+    assert_eq!(world.lock().order, ["drain", "flush", "detach"]);
+}
+
+fn committed(world: &Shared) -> Checkpoint {
+    let w = world.lock();
+    let bytes = w.committed.as_deref().expect("a committed checkpoint");
+    Checkpoint::from_bytes(bytes).expect("decodable")
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_maps_commit_their_checkpoint_before_counting() {
+    let h = start(World::default());
+    // Before the first drain: the checkpoint of these maps (zero base) is already committed.
+    let cp = committed(&h.world);
+    assert_eq!(
+        (cp.instance, cp.totals.verdict(Verdict::Up).ip_bytes),
+        (INSTANCE, 0)
+    );
+    h.world.lock().up_bytes = 300;
+    let (done, world) = h.stop().await;
+    assert!(done.is_ok());
+    assert_eq!(world.lock().booked_up, 300);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reused_maps_without_a_checkpoint_become_the_baseline() {
+    let h = start(World {
+        reused: true,
+        up_bytes: 732_000_000,
+        checkpoint_read_failures: 2,
+        ..World::default()
+    });
+    let cp = committed(&h.world);
+    assert_eq!(
+        cp.totals.verdict(Verdict::Up).ip_bytes,
+        732_000_000,
+        "baseline committed"
+    );
+    sleep(2.5).await;
+    assert_eq!(h.world.lock().booked_up, 0, "no phantom traffic");
+    h.world.lock().up_bytes += 5000;
+    let (done, world) = h.stop().await;
+    assert!(done.is_ok());
+    assert_eq!(world.lock().booked_up, 5000, "then exact");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reused_maps_resume_from_their_own_checkpoint() {
+    let mut base = Checkpoint {
+        instance: INSTANCE,
+        ..Checkpoint::default()
+    };
+    base.totals.slots[totals_index(Verdict::Up, 0) as usize].ip_bytes = 1000;
+    let h = start(World {
+        reused: true,
+        up_bytes: 1600,
+        committed: Some(base.to_bytes()),
+        ..World::default()
+    });
+    let (done, world) = h.stop().await;
+    assert!(done.is_ok());
+    assert_eq!(
+        world.lock().booked_up,
+        600,
+        "what the kernel counted while we were away"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_checkpoint_is_fatal_not_count_from_zero() {
+    let world = Shared(Arc::new(Mutex::new(World {
+        reused: true,
+        up_bytes: 10_000,
+        checkpoint_read_failures: 100,
+        ..World::default()
+    })));
+    let result = start_with(world.clone());
+    let Err(RunError::Checkpoint { attempts, .. }) = result else {
+        panic!("expected a checkpoint error");
+    };
+    assert_eq!(attempts, 3);
+    let w = world.lock();
+    assert_eq!(
+        (w.booked_up, w.attaches),
+        (0, 0),
+        "nothing counted, nothing attached"
+    );
+}
