@@ -203,7 +203,7 @@ impl Supervisor {
                 _ = drain_tick.tick() => {
                     ticks += 1;
                     self.drain_once();
-                    if ticks.is_multiple_of(self.settings.check_every.max(1)) {
+                    if self.repair.verify || ticks.is_multiple_of(self.settings.check_every.max(1)) {
                         self.check_attachment(Instant::now());
                     }
                     self.retry_if_due(Instant::now());

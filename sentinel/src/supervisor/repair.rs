@@ -21,6 +21,8 @@ pub(super) struct Repair {
     attempts: u32,
     /// When the next attempt is due, while down.
     next: Option<Instant>,
+    /// A re-attach happened: check at the next tick, and say "down" until that check passes.
+    pub(super) verify: bool,
 }
 
 impl Repair {
@@ -49,9 +51,15 @@ impl Supervisor {
                     ever: true,
                     attempts: 0,
                     next: None,
+                    verify: reattached,
                 };
+                // Counting resumes at once, but after a loss health stays 503 until the next
+                // check confirms the new attachment holds (whoever detached us may do it again).
                 let state = match self.capture.check() {
                     Attached::Recovering(reason) => CaptureState::Down(reason),
+                    _ if reattached => CaptureState::Down(
+                        "re-attached; checking at the next drain that the attachment holds".into(),
+                    ),
                     _ => CaptureState::Running,
                 };
                 let (program_id, ifindex) = (self.capture.program_id(), self.current.ifindex);
@@ -109,6 +117,7 @@ impl Supervisor {
         if !self.repair.attached {
             return;
         }
+        self.repair.verify = false;
         match self.capture.check() {
             Attached::Yes => {
                 if !matches!(status::read(&self.out.status).state, CaptureState::Running) {

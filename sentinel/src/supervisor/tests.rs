@@ -302,7 +302,18 @@ async fn reattaches_after_the_ifindex_changes() {
     assert_eq!(h.status().ifindex, Some(2));
     h.world.lock().ifindex = 9;
     h.events.send(()).await.expect("event");
-    sleep(0.5).await;
+    sleep(0.2).await;
+    let s = h.status();
+    assert!(
+        matches!(s.state, CaptureState::Down(_)),
+        "unconfirmed until the next check"
+    );
+    assert_eq!(
+        h.world.lock().attached_to,
+        Some(9),
+        "but attached (counting) at once"
+    );
+    sleep(1.0).await;
     let s = h.status();
     assert_eq!(
         (s.state, s.ifindex, s.reattachments),
@@ -344,10 +355,19 @@ async fn an_external_detach_is_detected_within_a_few_seconds_and_repaired() {
     sleep(1.0).await;
     // Someone runs `bpftool link detach`: our program leaves the chain, our fd stays.
     h.world.lock().link_present = false;
-    sleep(2.5).await;
+    // Checked every 2 drains (at 2 s and 4 s): noticed at 4 s, re-attached at once, confirmed at
+    // the 5 s drain.
+    sleep(1.7).await;
     let s = h.status();
     assert_eq!(s.external_detaches, 1);
-    assert_eq!(s.state, CaptureState::Running, "repaired at once");
+    assert!(
+        matches!(s.state, CaptureState::Down(_)),
+        "503 until confirmed"
+    );
+    assert!(h.world.lock().link_present, "re-attached at once");
+    sleep(1.0).await;
+    let s = h.status();
+    assert_eq!(s.state, CaptureState::Running, "confirmed");
     assert_eq!(s.reattachments, 1);
     assert!(h.world.lock().link_present);
     h.world.lock().up_bytes = 1500;
@@ -379,7 +399,7 @@ async fn a_vanished_interface_is_waited_for_and_reattached_when_it_returns() {
         w.ifindex = 12;
     }
     h.events.send(()).await.expect("event");
-    sleep(0.2).await;
+    sleep(1.2).await;
     let s = h.status();
     assert_eq!((s.state, s.ifindex), (CaptureState::Running, Some(12)));
     let (done, _) = h.stop().await;

@@ -213,9 +213,11 @@ impl Env {
             )
             .expect("open store"),
         );
-        let capture: SharedStatus = Arc::new(std::sync::RwLock::new(capture_status(
-            CaptureState::Running,
-        )));
+        let mut running = capture_status(CaptureState::Running);
+        // Drained "just now" by the frozen clock, as a running daemon would have.
+        running.last_drain =
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(now).unwrap_or(0)));
+        let capture: SharedStatus = Arc::new(std::sync::RwLock::new(running));
         let speed = Arc::new(Mutex::new(SpeedRing::default()));
         let state = ApiState {
             store: store.clone(),
