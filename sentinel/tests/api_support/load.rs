@@ -265,6 +265,7 @@ impl Server {
                         async {
                             let _ = down.await;
                         },
+                        api::ServerLimits::default(),
                     ));
                     let mut ticks = Vec::new();
                     let mut interval = tokio::time::interval(drain_period);
@@ -291,6 +292,10 @@ impl Server {
                                     up: 1_000_000,
                                     down: 5_000_000,
                                     secs: drain_period.as_secs_f64(),
+                                });
+                                // As the daemon's drain does: health wants a recent drain.
+                                sentinel::status::update(&state.capture, |c| {
+                                    c.last_drain = Some(std::time::SystemTime::now());
                                 });
                                 let record = t0.elapsed();
                                 let phase = match drain_phase.load(Ordering::SeqCst) {

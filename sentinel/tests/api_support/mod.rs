@@ -159,6 +159,7 @@ pub fn capture_status(state: CaptureState) -> CaptureStatus {
         grace_prefixes: Vec::new(),
         lan_mode: "auto",
         reattachments: 0,
+        ..CaptureStatus::default()
     }
 }
 
