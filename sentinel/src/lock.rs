@@ -72,7 +72,10 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// mounting bpffs and creating the directory as the eBPF backend would). When the pin directory
 /// cannot be prepared (no bpffs, no permission) nothing can be pinned there either: only the
 /// database is locked, and the eBPF backend reports the real error when it tries.
-pub fn acquire(db_path: &Path, pin_dir: &Path) -> Result<InstanceLock, LockError> {
+///
+/// `pin_dir` is `None` when no backend that pins can run (`BACKEND=afpacket`): then bpffs is left
+/// alone.
+pub fn acquire(db_path: &Path, pin_dir: Option<&Path>) -> Result<InstanceLock, LockError> {
     let db_lock = lock_path(db_path);
     if let Some(dir) = db_lock.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
@@ -88,7 +91,10 @@ pub fn acquire(db_path: &Path, pin_dir: &Path) -> Result<InstanceLock, LockError
     // The pid, for humans reading the file; the flock is the lock.
     let _ = db.set_len(0);
     let _ = writeln!(*db, "{}", std::process::id());
-    let pins = lock_dir(pin_dir)?;
+    let pins = match pin_dir {
+        Some(dir) => lock_dir(dir)?,
+        None => None,
+    };
     Ok(InstanceLock {
         _db: db,
         _pins: pins,

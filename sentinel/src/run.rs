@@ -13,7 +13,7 @@ use crate::{
     api::{self, ApiState, DaemonInfo},
     capture::{
         KernelTotals,
-        active::{CaptureOptions, StartError},
+        active::{BackendChoice, CaptureOptions, StartError},
     },
     config::Config,
     iface::{self, IfaceError},
@@ -82,7 +82,9 @@ pub enum RunError {
 /// over the real OS inputs, the web server; then a bounded shutdown (web server at most
 /// [`api::SHUTDOWN_GRACE`], then drain, flush, detach).
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let _lock = crate::lock::acquire(&config.db_path, &config.bpf_pin_dir)?;
+    // Before anything is touched: a second daemon on the same database or pins stops here.
+    let pins = (config.backend != BackendChoice::AfPacket).then_some(config.bpf_pin_dir.as_path());
+    let _lock = crate::lock::acquire(&config.db_path, pins)?;
     let iface = match &config.iface {
         Some(name) => name.clone(),
         None => iface::default_route_interface()?,

@@ -216,29 +216,19 @@ fn a_second_instance_exits_nonzero_and_the_first_is_unaffected() {
     let _sink = UdpSink::bind(&lab.wan, PORT).expect("sink");
     let first = Daemon::start(&lab, &pins.0, &[]);
     let pid = first.pid().to_string();
-    let other_db = std::env::temp_dir()
-        .join(pins.0.file_name().expect("name"))
-        .join("other.db");
+    let db_dir = std::env::temp_dir().join(pins.0.file_name().expect("name"));
+    let first_db = db_dir
+        .join("traffic.db")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
+    let other_db = db_dir.join("other.db").to_str().expect("utf-8").to_owned();
     let other_pins = PinDir::new("second-other");
-    let cases: [(&str, &std::path::PathBuf, Vec<(&str, &str)>); 2] = [
-        (
-            "same pins, other database",
-            &pins.0,
-            vec![("DB_PATH", other_db.to_str().expect("utf-8"))],
-        ),
-        ("same database, other pins", &other_pins.0, vec![]),
-    ];
-    for (what, pin_dir, mut env) in cases {
-        // The second one's database follows its pin directory in the support code; point it at
-        // the first one's for the "same database" case.
-        let first_db = std::env::temp_dir()
-            .join(pins.0.file_name().expect("name"))
-            .join("traffic.db");
-        let first_db = first_db.to_str().expect("utf-8").to_owned();
-        if env.is_empty() {
-            env.push(("DB_PATH", Box::leak(first_db.into_boxed_str())));
-        }
-        env.push(("WEB_PORT", "8081"));
+    for (what, pin_dir, db) in [
+        ("same pins, other database", &pins.0, &other_db),
+        ("same database, other pins", &other_pins.0, &first_db),
+    ] {
+        let env = [("DB_PATH", db.as_str()), ("WEB_PORT", "8081")];
         let (status, out) = Daemon::run_to_exit(&lab, pin_dir, &env, Duration::from_secs(15));
         eprintln!("{what}: {status:?}\n{out}");
         let status = status.unwrap_or_else(|| panic!("{what}: the second daemon kept running"));

@@ -41,7 +41,7 @@ pub fn allowed(allowed: &[String], host: Option<&str>) -> bool {
         return false;
     };
     let name = host_name(host);
-    name.parse::<IpAddr>().is_ok() || allowed.iter().any(|a| *a == name)
+    name.parse::<IpAddr>().is_ok() || allowed.contains(&name)
 }
 
 /// The middleware.
