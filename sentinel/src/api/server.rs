@@ -39,7 +39,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         Self {
             max_connections: 128,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(5),
             grace: SHUTDOWN_GRACE,
         }
     }

@@ -19,6 +19,8 @@ pub mod inputs;
 mod repair;
 mod resume;
 #[cfg(test)]
+mod fakes;
+#[cfg(test)]
 mod tests;
 
 use std::{
