@@ -132,32 +132,50 @@ fn the_connection_cap_holds_and_the_api_still_answers() {
 /// exactly.
 #[test]
 fn an_external_detach_is_noticed_reported_and_repaired() {
+    external_removal_is_repaired("tcx", |lab, pins| {
+        for direction in ["ingress", "egress"] {
+            let pin = pins.join(format!("link_eth0_{direction}"));
+            let out = std::process::Command::new("bpftool")
+                .args(["link", "detach", "pinned"])
+                .arg(&pin)
+                .output()
+                .expect("bpftool");
+            assert!(
+                out.status.success(),
+                "bpftool link detach pinned {}: {}",
+                pin.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = lab;
+    });
+}
+
+/// The same with netlink/clsact filters removed by `tc filter del`.
+#[test]
+fn a_deleted_clsact_filter_is_noticed_reported_and_repaired() {
+    external_removal_is_repaired("netlink", |lab, _| {
+        for direction in ["ingress", "egress"] {
+            xtask::lab::netns_exec(&lab.nas, &["tc", "filter", "del", "dev", "eth0", direction])
+                .expect("tc filter del");
+        }
+    });
+}
+
+fn external_removal_is_repaired(mode: &str, remove: impl Fn(&Lab, &std::path::Path)) {
     let lab = lab();
-    let pins = PinDir::new("detach");
+    let pins = PinDir::new(&format!("detach-{mode}"));
     let _sink = UdpSink::bind(&lab.wan, PORT).expect("sink");
-    let daemon = Daemon::start(&lab, &pins.0, &[("ATTACH_MODE", "tcx")]);
+    let daemon = Daemon::start(&lab, &pins.0, &[("ATTACH_MODE", mode)]);
     wait_health(&daemon, 200, Duration::from_secs(10));
     let first = send_udp(&lab.nas, WAN_V4.into(), PORT, 400, 100).expect("send") as u64;
     daemon.wait_for("the first burst", Duration::from_secs(10), |t| {
         get(t, "up_packets") == first
     });
-    for direction in ["ingress", "egress"] {
-        let pin = pins.0.join(format!("link_eth0_{direction}"));
-        let out = std::process::Command::new("bpftool")
-            .args(["link", "detach", "pinned"])
-            .arg(&pin)
-            .output()
-            .expect("bpftool");
-        assert!(
-            out.status.success(),
-            "bpftool link detach pinned {}: {}",
-            pin.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    remove(&lab, &pins.0);
     // Noticed within a few seconds: health goes 503 (down, then "re-attached, checking")...
     let took = wait_health(&daemon, 503, Duration::from_secs(10));
-    eprintln!("health went 503 {took:?} after the external detach");
+    eprintln!("{mode}: health went 503 {took:?} after the external removal");
     // ...and back to 200 once the new attachment is confirmed.
     let start = Instant::now();
     wait_health(&daemon, 200, Duration::from_secs(10));
@@ -165,13 +183,10 @@ fn an_external_detach_is_noticed_reported_and_repaired() {
     let s: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(s["capture"]["external_detaches"], 1, "{s}");
     assert_eq!(s["capture"]["state"], "running", "{s}");
-    eprintln!("external detach repaired after {:?}", start.elapsed());
+    eprintln!("{mode}: repaired (health 200) {:?} later", start.elapsed());
     assert!(
-        daemon
-            .log()
-            .iter()
-            .any(|l| l.contains("detached by someone else")),
-        "the detach was not logged"
+        daemon.log().iter().any(|l| l.contains("by someone else")),
+        "the removal was not logged"
     );
     let second = send_udp(&lab.nas, WAN_V4.into(), PORT, 400, 100).expect("send") as u64;
     let t = daemon.wait_for("the second burst", Duration::from_secs(10), |t| {

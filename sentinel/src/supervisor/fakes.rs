@@ -286,4 +286,3 @@ impl Harness {
         (sup.finish(), self.world)
     }
 }
-

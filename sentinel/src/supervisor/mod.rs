@@ -15,11 +15,11 @@
 //! - Shutdown: a last drain (its failure is logged and does not skip the flush), the flush, then
 //!   the detach.
 
+#[cfg(test)]
+mod fakes;
 pub mod inputs;
 mod repair;
 mod resume;
-#[cfg(test)]
-mod fakes;
 #[cfg(test)]
 mod tests;
 

@@ -13,9 +13,8 @@
 //! Checking ([`Attachment::check`]) tells the supervisor whether the attachment is still there:
 //! the interface must still exist with the index we attached to, and in TCX mode our program must
 //! still be in the interface's TCX chain in both directions (a `bpftool link detach` removes it
-//! while our link fd and pin stay). For netlink filters only the interface is checked: aya 0.14
-//! offers no public filter query, so a `tc filter del` of our filter is not noticed
-//! (docs/operations.md).
+//! while our link fd and pin stay); in netlink mode our program must still be a `bpf` filter under
+//! clsact ingress and egress (a `tc filter del` removes it), see [`super::filters`].
 
 use std::path::{Path, PathBuf};
 
@@ -232,12 +231,32 @@ impl Attachment {
                 ));
             }
         }
-        if self.mode != AttachMode::Tcx {
-            return Attached::Yes;
-        }
         let Some(ours) = program_id else {
             return Attached::Unknown("our program id is unknown".into());
         };
+        if self.mode == AttachMode::Netlink {
+            for (direction, parent) in [
+                ("ingress", super::filters::PARENT_INGRESS),
+                ("egress", super::filters::PARENT_EGRESS),
+            ] {
+                match super::filters::has_program(self.ifindex, parent, ours) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Attached::Lost(format!(
+                            "our clsact {direction} filter on {} was removed by someone else",
+                            self.iface
+                        ));
+                    }
+                    Err(e) => {
+                        return Attached::Unknown(format!(
+                            "listing the clsact {direction} filters of {} failed: {e}",
+                            self.iface
+                        ));
+                    }
+                }
+            }
+            return Attached::Yes;
+        }
         for direction in [TcAttachType::Ingress, TcAttachType::Egress] {
             match SchedClassifier::query_tcx(&self.iface, direction) {
                 Ok((_, programs)) if programs.iter().any(|p| p.id() == ours) => {}

@@ -2,6 +2,7 @@
 //! interface ([`attach`]), pins its maps ([`pins`]) and reads them.
 
 pub mod attach;
+mod filters;
 pub mod pins;
 mod tries;
 
