@@ -31,6 +31,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(sentinel::run::run(config))?;
+    let result = runtime.block_on(sentinel::run::run(config));
+    // Connections cut after the shutdown grace may still have a query on the blocking pool: do
+    // not wait for it (everything was flushed already).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     Ok(())
 }
