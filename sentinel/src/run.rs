@@ -79,11 +79,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         attach: config.attach_mode,
     };
     let mut classifier = ActiveCapture::start(&options, &iface, &current.plan)?;
+    let durability = classifier.durability();
     let shared: SharedStatus = Arc::new(RwLock::new(CaptureStatus {
         backend: classifier.name(),
         iface: iface.clone(),
         pin_dir: classifier.pin_dir(),
         maps_reused: classifier.counters_reused(),
+        counters_survive_restart: durability.survives_restart,
+        durability_reason: durability.reason,
         remotes_capacity: REMOTES_MAX_ENTRIES,
         lan_mode: if config.manual_lan_prefixes.is_empty() {
             "auto"

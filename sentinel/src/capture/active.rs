@@ -104,6 +104,20 @@ impl ActiveCapture {
         matches!(self, ActiveCapture::Ebpf(k) if k.origin() == MapsOrigin::Reused)
     }
 
+    /// Whether the counters (and attachments) outlive this process, and why: pinned eBPF maps on a
+    /// durable bpffs do; the ring's counters live in the process and never do.
+    pub fn durability(&self) -> super::ebpf::durability::Durability {
+        match self {
+            ActiveCapture::Ebpf(k) => k.durability().clone(),
+            ActiveCapture::AfPacket(..) => super::ebpf::durability::Durability {
+                survives_restart: false,
+                reason: "the AF_PACKET ring counts in the daemon's memory: traffic while it is \
+                         stopped is not seen"
+                    .into(),
+            },
+        }
+    }
+
     /// Attaches to `iface` (eBPF); the ring follows its interface by itself. Returns the attach
     /// mode, if there is one.
     pub fn attach(
