@@ -37,7 +37,7 @@ pub struct CaptureOptions {
 /// The running backend.
 pub enum ActiveCapture {
     /// The TC program.
-    Ebpf(KernelClassifier),
+    Ebpf(Box<KernelClassifier>),
     /// The AF_PACKET ring, with an id for this process's counters.
     AfPacket(AfPacketBackend, u64),
 }
@@ -64,7 +64,7 @@ impl ActiveCapture {
             let mut k =
                 KernelClassifier::load_pinned(&options.pin_dir).map_err(StartError::Ebpf)?;
             k.set_addresses(plan).map_err(StartError::Ebpf)?;
-            Ok(ActiveCapture::Ebpf(k))
+            Ok(ActiveCapture::Ebpf(Box::new(k)))
         };
         let afpacket = || -> Result<Self, StartError> {
             let b = AfPacketBackend::open(iface, plan).map_err(StartError::AfPacket)?;
@@ -185,7 +185,7 @@ impl ActiveCapture {
     /// Replaces the address plan.
     pub fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError> {
         match self {
-            ActiveCapture::Ebpf(k) => Backend::set_addresses(k, plan),
+            ActiveCapture::Ebpf(k) => Backend::set_addresses(k.as_mut(), plan),
             ActiveCapture::AfPacket(b, _) => b.set_addresses(plan),
         }
     }
