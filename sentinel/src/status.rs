@@ -44,6 +44,10 @@ pub struct CaptureStatus {
     pub pin_dir: Option<PathBuf>,
     /// Whether the maps were reused from an earlier run.
     pub maps_reused: bool,
+    /// Whether the counters and attachments survive a restart of the daemon (durable pins).
+    pub counters_survive_restart: bool,
+    /// Why they do or do not.
+    pub durability_reason: String,
     /// Entries in the per-remote map, and its capacity.
     pub remotes_in_map: usize,
     /// Capacity of the per-remote map.

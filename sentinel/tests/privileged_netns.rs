@@ -6,7 +6,7 @@ mod support;
 
 use std::{net::IpAddr, time::Duration};
 
-use support::{Daemon, PinDir, get};
+use support::{Daemon, Launcher, PinDir, get};
 use xtask::lab::{LAN_V4, LAN_V6, Lab, NAS_V6, UdpSink, WAN_V4, WAN_V6, send_udp, tcp_transfer};
 
 const PORT: u16 = 9000;
@@ -453,5 +453,57 @@ fn netlink_mode_counts_exactly_and_removes_its_filters() {
     assert!(
         !filters("ingress").contains("sentinel_tc") && !filters("egress").contains("sentinel_tc"),
         "filters removed"
+    );
+}
+
+/// Whether counts survive a restart is reported honestly: pins on the machine's bpffs do; a bpffs
+/// the daemon had to mount in the private mount namespace of `ip netns exec` dies with it, which
+/// the daemon says in a warning and in `/api/status`.
+#[test]
+fn durable_and_private_bpffs_are_told_apart() {
+    let lab = lab();
+    let status = |d: &Daemon| -> serde_json::Value {
+        let (code, body) = d.get("/api/status").expect("GET /api/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status JSON")
+    };
+
+    let pins = PinDir::new("durable");
+    let daemon = Daemon::start(&lab, &pins.0, &[]);
+    let s = status(&daemon);
+    assert_eq!(s["capture"]["counters_survive_restart"], true, "{s}");
+    assert!(
+        !daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("will NOT survive a restart")),
+        "no warning on a durable bpffs"
+    );
+    daemon.stop();
+
+    let pins = PinDir::new("private");
+    let daemon = Daemon::start_with(&lab, &pins.0, &[], Launcher::IpNetnsExec);
+    let s = status(&daemon);
+    assert_eq!(s["capture"]["counters_survive_restart"], false, "{s}");
+    let reason = s["capture"]["counters_survive_restart_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("nsenter"),
+        "the reason says what to do: {reason}"
+    );
+    assert!(
+        daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("will NOT survive a restart")),
+        "the daemon warns when its pins die with it"
+    );
+    daemon.stop();
+    // The private bpffs went with the daemon: nothing of it is left on the machine's bpffs.
+    assert!(
+        !pins.0.exists(),
+        "no pins of the private run on the machine's bpffs"
     );
 }

@@ -92,6 +92,8 @@ pub trait Capture: Send {
     fn counters_reused(&self) -> bool;
     /// The pin directory, if the backend pins.
     fn pin_dir(&self) -> Option<std::path::PathBuf>;
+    /// Whether the counters and attachments outlive this process, and why (docs/operations.md).
+    fn durability(&self) -> ebpf::durability::Durability;
     /// The kernel program id, if there is one.
     fn program_id(&self) -> Option<u32>;
     /// Attaches to `iface` (replacing an earlier attachment); the attach mode, if the backend has

@@ -140,6 +140,7 @@ impl Supervisor {
         } = inputs;
         let current = iface.read()?;
         let capture = factory.start(&settings.iface, &current.plan)?;
+        let durability = capture.durability();
         status::update(&out.status, |s| {
             *s = CaptureStatus {
                 backend: capture.kind().as_str(),
@@ -147,6 +148,8 @@ impl Supervisor {
                 ifindex: current.ifindex,
                 pin_dir: capture.pin_dir(),
                 maps_reused: capture.counters_reused(),
+                counters_survive_restart: durability.survives_restart,
+                durability_reason: durability.reason,
                 remotes_capacity: REMOTES_MAX_ENTRIES,
                 lan_mode: settings.lan_mode,
                 ..CaptureStatus::default()

@@ -33,17 +33,46 @@ pub struct Daemon {
 /// The daemon's web port inside the lab NAS's own network namespace.
 pub const WEB_PORT: u16 = 8080;
 
+/// How the daemon is put into the lab NAS's network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launcher {
+    /// `nsenter --net`: the machine's mount namespace, so the machine's bpffs holds the pins.
+    Nsenter,
+    /// `ip netns exec`: a private mount namespace with /sys remounted, as users often run it; the
+    /// daemon has to mount its own bpffs there, which dies with it.
+    IpNetnsExec,
+}
+
 impl Daemon {
     /// Starts the daemon on the lab NAS's eth0 with extra environment variables.
     pub fn start(lab: &Lab, pin_dir: &PathBuf, env: &[(&str, &str)]) -> Self {
+        Self::start_with(lab, pin_dir, env, Launcher::Nsenter)
+    }
+
+    /// [`Self::start`] through a chosen launcher.
+    pub fn start_with(
+        lab: &Lab,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+        launcher: Launcher,
+    ) -> Self {
         let db_dir = pin_dir
             .file_name()
             .map(|n| std::env::temp_dir().join(n))
             .expect("pin dir name");
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", lab.nas))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_sentinel"))
+        let mut cmd = match launcher {
+            Launcher::Nsenter => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{}", lab.nas)).arg("--");
+                c
+            }
+            Launcher::IpNetnsExec => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &lab.nas]);
+                c
+            }
+        };
+        cmd.arg(env!("CARGO_BIN_EXE_sentinel"))
             .env("MONITOR_IFACE", "eth0")
             .env("PRINT_INTERVAL", "1")
             .env("BPF_PIN_DIR", pin_dir)

@@ -2,6 +2,7 @@
 //! interface ([`attach`]), pins its maps ([`pins`]) and reads them.
 
 pub mod attach;
+pub mod durability;
 mod filters;
 pub mod pins;
 mod tries;
@@ -129,6 +130,8 @@ pub struct KernelClassifier {
     pin_dir: Option<PathBuf>,
     instance: u64,
     origin: MapsOrigin,
+    /// Whether the pins outlive this process (unpinned maps never do).
+    durability: durability::Durability,
 }
 
 fn map_err(
@@ -158,7 +161,14 @@ impl KernelClassifier {
     /// Loads with maps pinned in `dir` (reused when an earlier run left compatible ones; pins of
     /// another layout are removed and reported).
     pub fn load_pinned(dir: &Path) -> Result<Self, EbpfError> {
-        pins::prepare(dir)?;
+        let durability = pins::prepare(dir)?;
+        if !durability.survives_restart {
+            tracing::warn!(dir = %dir.display(), reason = durability.reason, "pinned counters will NOT survive a restart of the daemon: what is counted between the last flush and a restart is lost");
+        }
+        Self::load_pinned_in(dir, durability)
+    }
+
+    fn load_pinned_in(dir: &Path, durability: durability::Durability) -> Result<Self, EbpfError> {
         if let Err(pins::Incompatible(reason)) = pins::check_layout(dir) {
             tracing::warn!(dir = %dir.display(), reason, "pinned maps have another layout; removing them (their unflushed counts are lost)");
             pins::remove_maps(dir)?;
@@ -176,8 +186,9 @@ impl KernelClassifier {
             tracing::warn!(dir = %dir.display(), reason, "pinned maps are of another layout version; recreating them");
             drop(me);
             pins::remove_maps(dir)?;
-            return Self::load_pinned(dir);
+            return Self::load_pinned_in(dir, durability);
         }
+        me.durability = durability;
         Ok(me)
     }
 
@@ -192,6 +203,10 @@ impl KernelClassifier {
             pin_dir,
             instance: 0,
             origin: MapsOrigin::Created,
+            durability: durability::Durability {
+                survives_restart: false,
+                reason: "the maps are not pinned".into(),
+            },
         };
         me.installed = me.trie_contents()?;
         let instance = me.config_get(CONFIG_INSTANCE)?;
@@ -214,6 +229,11 @@ impl KernelClassifier {
     /// Whether the maps are new or an earlier run's.
     pub fn origin(&self) -> MapsOrigin {
         self.origin
+    }
+
+    /// Whether the counters and links survive a restart of the daemon, and why.
+    pub fn durability(&self) -> &durability::Durability {
+        &self.durability
     }
 
     /// Where the maps are pinned, if they are.

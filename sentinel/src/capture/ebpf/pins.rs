@@ -13,6 +13,8 @@ use std::{
 };
 
 use aya::maps::{MapInfo, MapType};
+
+use super::durability::{self, Durability};
 use sentinel_common::abi::{
     ABI_VERSION, ADDRS_MAX_ENTRIES, CONFIG_SLOTS, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6,
     MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
@@ -100,9 +102,11 @@ pub enum PinError {
     },
 }
 
-/// Mounts bpffs at [`BPFFS`] when nothing is mounted there, and creates `dir`.
-pub fn prepare(dir: &Path) -> Result<(), PinError> {
-    if !bpffs_mounted()? {
+/// Mounts bpffs at [`BPFFS`] when nothing is mounted there, creates `dir`, and says whether pins
+/// in it will outlive this process ([`durability`]).
+pub fn prepare(dir: &Path) -> Result<Durability, PinError> {
+    let mounted_by_us = !bpffs_mounted()?;
+    if mounted_by_us {
         tracing::info!(path = BPFFS, "bpffs not mounted; mounting it");
         nix::mount::mount(
             Some("bpf"),
@@ -117,6 +121,25 @@ pub fn prepare(dir: &Path) -> Result<(), PinError> {
         action: "creating",
         path: dir.to_owned(),
         source,
+    })?;
+    let mount = durability::bpffs_mount(dir).map_err(|source| PinError::Io {
+        action: "reading",
+        path: PathBuf::from("/proc/self/mountinfo"),
+        source,
+    })?;
+    Ok(match mount {
+        // A pin directory below our own mount counts as ours; one on another bpffs was there.
+        Some(m) => durability::decide(&durability::surroundings(
+            &m,
+            mounted_by_us && m.mount_point == Path::new(BPFFS),
+        )),
+        None => Durability {
+            survives_restart: false,
+            reason: format!(
+                "{} is not on bpffs: nothing can be pinned there",
+                dir.display()
+            ),
+        },
     })
 }
 
