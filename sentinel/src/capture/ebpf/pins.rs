@@ -102,11 +102,14 @@ pub enum PinError {
     },
 }
 
+/// Set once this process has mounted bpffs at [`BPFFS`] itself.
+static MOUNTED_BY_THIS_PROCESS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Mounts bpffs at [`BPFFS`] when nothing is mounted there, creates `dir`, and says whether pins
 /// in it will outlive this process ([`durability`]).
 pub fn prepare(dir: &Path) -> Result<Durability, PinError> {
-    let mounted_by_us = !bpffs_mounted()?;
-    if mounted_by_us {
+    if !bpffs_mounted()? {
         tracing::info!(path = BPFFS, "bpffs not mounted; mounting it");
         nix::mount::mount(
             Some("bpf"),
@@ -116,7 +119,10 @@ pub fn prepare(dir: &Path) -> Result<Durability, PinError> {
             None::<&str>,
         )
         .map_err(PinError::Mount)?;
+        MOUNTED_BY_THIS_PROCESS.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    // Whoever called first (the instance lock or the backend), the mount is this process's own.
+    let mounted_by_us = MOUNTED_BY_THIS_PROCESS.load(std::sync::atomic::Ordering::Relaxed);
     std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
         action: "creating",
         path: dir.to_owned(),
