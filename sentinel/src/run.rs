@@ -273,6 +273,7 @@ impl Meter<'_> {
             up,
             down,
             remotes: &remotes,
+            other_remotes: deltas.other_remotes,
             checkpoint: Some(checkpoint.to_bytes()),
         });
         let sample = SpeedSample {
