@@ -98,22 +98,18 @@ impl KernelCounters {
 /// This CPU's value of `key` in `map`, created at zero when missing; `None` when the map is full.
 #[inline(always)]
 fn remote_in(
-    map: &'static PerCpuHashMap<RemoteKey, RemoteCounters>,
+    map: &PerCpuHashMap<RemoteKey, RemoteCounters>,
     key: &RemoteKey,
-) -> Option<&'static mut RemoteCounters> {
-    let ptr = match map.get_ptr_mut(key) {
-        Some(ptr) => ptr,
+) -> Option<*mut RemoteCounters> {
+    match map.get_ptr_mut(key) {
+        Some(ptr) => Some(ptr),
         None => {
             // BPF_NOEXIST: when another CPU created the entry in between, this CPU's value in it
             // is still zero and the insert fails harmlessly; a full map fails it too (E2BIG).
             let _ = map.insert(key, RemoteCounters::default(), BPF_NOEXIST);
-            map.get_ptr_mut(key)?
+            map.get_ptr_mut(key)
         }
-    };
-    // SAFETY: this CPU's value of a per-CPU entry; nothing else writes it while the program runs
-    // (TC programs run with preemption disabled), and userspace deletes entries only from the
-    // side no program writes, after an RCU grace period, so the element is not reused under us.
-    Some(unsafe { &mut *ptr })
+    }
 }
 
 impl CounterStore for KernelCounters {
@@ -131,11 +127,16 @@ impl CounterStore for KernelCounters {
 
     #[inline(always)]
     fn remote(&mut self, remote: &RemoteKey) -> Option<&mut RemoteCounters> {
-        if self.side == 0 {
+        let ptr = if self.side == 0 {
             remote_in(&REMOTES_A, remote)
         } else {
             remote_in(&REMOTES_B, remote)
-        }
+        }?;
+        // SAFETY: this CPU's value of a per-CPU entry; nothing else writes it while the program
+        // runs (TC programs run with preemption disabled), and userspace deletes entries only
+        // from the side no program writes, after an RCU grace period, so the element is not
+        // reused under us.
+        Some(unsafe { &mut *ptr })
     }
 
     #[inline(always)]

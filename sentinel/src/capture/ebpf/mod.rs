@@ -146,8 +146,9 @@ pub struct KernelClassifier {
     pin_dir: Option<PathBuf>,
     instance: u64,
     origin: MapsOrigin,
-    /// The per-remote side the program writes (see [`remotes`]).
-    side: u64,
+    /// The per-remote side the program writes, 0 or 1 (see [`remotes`]); a `u32` fits in the
+    /// padding after `origin`.
+    side: u32,
 }
 
 fn map_err(

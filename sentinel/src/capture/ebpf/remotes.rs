@@ -59,7 +59,7 @@ fn rcu_grace() {
     }
 }
 
-fn map_name(side: u64) -> &'static str {
+fn map_name(side: u32) -> &'static str {
     if side == 0 {
         MAP_REMOTES_A
     } else {
@@ -77,7 +77,7 @@ fn map_mut<'a>(
 
 fn remotes_map(
     ebpf: &mut Ebpf,
-    side: u64,
+    side: u32,
 ) -> Result<PerCpuHashMap<&mut MapData, RemoteKey, RemoteCounters>, EbpfError> {
     let name = map_name(side);
     PerCpuHashMap::try_from(map_mut(ebpf, name)?).map_err(map_err(name, "open"))
@@ -96,35 +96,35 @@ fn sum(values: &PerCpuValues<RemoteCounters>) -> RemoteCounters {
 }
 
 /// The side the program writes, as recorded in the config map.
-pub(super) fn written_side(ebpf: &mut Ebpf) -> Result<u64, EbpfError> {
+pub(super) fn written_side(ebpf: &mut Ebpf) -> Result<u32, EbpfError> {
     let config: Array<_, u64> =
         Array::try_from(map_mut(ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG, "open"))?;
-    Ok(config
+    let side = config
         .get(&CONFIG_SIDE, 0)
-        .map_err(map_err(MAP_CONFIG, "read"))?
-        & 1)
+        .map_err(map_err(MAP_CONFIG, "read"))?;
+    Ok(u32::from(side & 1 == 1))
 }
 
-fn side_moved(ebpf: &mut Ebpf, side: u64) -> Result<bool, EbpfError> {
+fn side_moved(ebpf: &mut Ebpf, side: u32) -> Result<bool, EbpfError> {
     if remotes_map(ebpf, side)?.keys().next().is_some() {
         return Ok(true);
     }
     let overflow = overflow_map(ebpf)?;
     let values = overflow
-        .get(&(side as u32), 0)
+        .get(&side, 0)
         .map_err(map_err(MAP_OVERFLOW, "read"))?;
     Ok(sum(&values) != RemoteCounters::default())
 }
 
 /// One drain of the per-remote maps (see the module documentation). `side` is the side the
 /// program writes; it is updated when the drain flips it.
-pub(super) fn drain(ebpf: &mut Ebpf, side: &mut u64) -> Result<RemoteRead, EbpfError> {
+pub(super) fn drain(ebpf: &mut Ebpf, side: &mut u32) -> Result<RemoteRead, EbpfError> {
     if side_moved(ebpf, *side)? {
         let flipped = 1 - *side;
         let mut config: Array<_, u64> =
             Array::try_from(map_mut(ebpf, MAP_CONFIG)?).map_err(map_err(MAP_CONFIG, "open"))?;
         config
-            .set(CONFIG_SIDE, flipped, 0)
+            .set(CONFIG_SIDE, u64::from(flipped), 0)
             .map_err(map_err(MAP_CONFIG, "write"))?;
         *side = flipped;
         rcu_grace();
@@ -133,7 +133,7 @@ pub(super) fn drain(ebpf: &mut Ebpf, side: &mut u64) -> Result<RemoteRead, EbpfE
 }
 
 /// Reads the idle side whole, then deletes what it read and zeroes its overflow slot.
-fn read_and_clear(ebpf: &mut Ebpf, idle: u64) -> Result<RemoteRead, EbpfError> {
+fn read_and_clear(ebpf: &mut Ebpf, idle: u32) -> Result<RemoteRead, EbpfError> {
     let name = map_name(idle);
     let mut out = RemoteRead::default();
     let mut map = remotes_map(ebpf, idle)?;
@@ -146,7 +146,7 @@ fn read_and_clear(ebpf: &mut Ebpf, idle: u64) -> Result<RemoteRead, EbpfError> {
     }
     let mut overflow = overflow_map(ebpf)?;
     let values = overflow
-        .get(&(idle as u32), 0)
+        .get(&idle, 0)
         .map_err(map_err(MAP_OVERFLOW, "read"))?;
     out.other = sum(&values);
     if out.other != RemoteCounters::default() {
@@ -157,7 +157,7 @@ fn read_and_clear(ebpf: &mut Ebpf, idle: u64) -> Result<RemoteRead, EbpfError> {
             source: aya::maps::MapError::IoError(e),
         })?;
         overflow
-            .set(idle as u32, zeros, 0)
+            .set(idle, zeros, 0)
             .map_err(map_err(MAP_OVERFLOW, "zero"))?;
     }
     out.remotes.retain(|(_, c)| *c != RemoteCounters::default());
