@@ -299,8 +299,8 @@ pub fn blast_udp(
 }
 
 /// The prefix [`spray_remotes`] sends to: routed by the lab's router to the internet host, which
-/// drops what is not addressed to it (no ICMP: it does not forward). So every address in it is a
-/// distinct public remote whose packets cross nas:eth0 and die inside the lab.
+/// drops it silently through a blackhole route (no ICMP error comes back). So every address in it
+/// is a distinct public remote whose packets cross nas:eth0 and die inside the lab.
 pub const SPRAY_PREFIX_V6: &str = "2001:db8:ff01::/64";
 
 /// Sends one 64-byte IPv6 UDP packet from the NAS to each of `count` distinct addresses of
@@ -316,6 +316,15 @@ pub fn spray_remotes(lab: &Lab, count: u32, port: u16) -> anyhow::Result<u64> {
         SPRAY_PREFIX_V6,
         "via",
         "2001:db8:ff00::100",
+    ])?;
+    super::ip(&[
+        "-n",
+        &lab.wan,
+        "-6",
+        "route",
+        "replace",
+        "blackhole",
+        SPRAY_PREFIX_V6,
     ])?;
     Lab::in_ns(&lab.nas, move || {
         let socket = std::net::UdpSocket::bind("[::]:0")?;
