@@ -73,12 +73,9 @@ impl KernelTotals {
 
     /// One verdict, both families added.
     pub fn verdict(&self, verdict: Verdict) -> Counters {
-        let (a, b) = (self.get(verdict, 0), self.get(verdict, 1));
-        Counters {
-            packets: a.packets + b.packets,
-            ip_bytes: a.ip_bytes + b.ip_bytes,
-            wire_bytes: a.wire_bytes + b.wire_bytes,
-        }
+        let mut sum = self.get(verdict, 0);
+        sum.add(&self.get(verdict, 1));
+        sum
     }
 
     /// The count of one error kind.

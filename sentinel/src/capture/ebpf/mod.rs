@@ -317,9 +317,8 @@ impl KernelClassifier {
             let per_cpu = totals.get(&index, 0).map_err(map_err(MAP_TOTALS, "read"))?;
             let slot = &mut out.slots[index as usize];
             for c in per_cpu.iter() {
-                slot.packets += c.packets;
-                slot.ip_bytes += c.ip_bytes;
-                slot.wire_bytes += c.wire_bytes;
+                // The recording rule's wrapping arithmetic (sentinel_common::record).
+                slot.add(c);
             }
         }
         let map = self.ebpf.map(MAP_ERRORS).ok_or(EbpfError::Missing {
@@ -330,7 +329,7 @@ impl KernelClassifier {
             PerCpuArray::try_from(map).map_err(map_err(MAP_ERRORS, "open"))?;
         for index in 0..ERROR_SLOTS {
             let per_cpu = errors.get(&index, 0).map_err(map_err(MAP_ERRORS, "read"))?;
-            out.errors[index as usize] = per_cpu.iter().sum();
+            out.errors[index as usize] = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
         }
         Ok(out)
     }
