@@ -291,6 +291,35 @@ fn pinned_maps_are_reused_and_foreign_layouts_replaced() {
     assert!(updated.success(), "bpftool map update");
     let recreated = KernelClassifier::load_pinned(&pins.0).expect("load over another version");
     assert_eq!(recreated.origin(), MapsOrigin::Created);
+    let instance = recreated.instance();
+    drop(recreated);
+
+    // Layout 2's per-remote LRU map is still pinned next to current maps (an upgrade): the set is
+    // replaced and the retired pin removed, never left to be misread.
+    let retired = pins.0.join("SNT_REMOTES");
+    let made = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&retired)
+        .args([
+            "type",
+            "lru_percpu_hash",
+            "key",
+            "20",
+            "value",
+            "32",
+            "entries",
+            "16384",
+            "name",
+            "SNT_REMOTES",
+        ])
+        .status()
+        .expect("bpftool");
+    assert!(made.success(), "bpftool map create");
+    let upgraded = KernelClassifier::load_pinned(&pins.0).expect("load over layout 2");
+    assert_eq!(upgraded.origin(), MapsOrigin::Created);
+    assert_ne!(upgraded.instance(), instance);
+    assert!(!retired.exists(), "the retired pin is removed");
+    assert!(pins.0.join("SNT_REMOTES_A").exists() && pins.0.join("SNT_OVERFLOW").exists());
 }
 
 /// seed-01's frame (NAS 192.168.1.100 -> public, 1,500 IP bytes) sent to the public remote
@@ -317,8 +346,16 @@ fn a_full_remote_map_overflows_exactly_and_has_room_again_after_a_drain() {
     for i in 0..sent {
         k.test_run(&frame_to(i), 0, 0, 1).expect("test_run");
     }
+    let started = std::time::Instant::now();
     let read = k.drain_remotes().expect("drain");
+    let busy = started.elapsed();
     let totals = k.totals().expect("totals");
+    let started = std::time::Instant::now();
+    k.drain_remotes().expect("drain");
+    println!(
+        "drain of a full map ({REMOTES_MAX_ENTRIES} remotes + overflow): {busy:?}; idle drain: {:?}",
+        started.elapsed()
+    );
     assert_eq!(read.remotes.len(), REMOTES_MAX_ENTRIES as usize);
     assert!(
         read.remotes
@@ -338,7 +375,6 @@ fn a_full_remote_map_overflows_exactly_and_has_room_again_after_a_drain() {
         "per-remote sums plus overflow equal the direction total"
     );
     // Read once: nothing is left, on either side.
-    assert_eq!(k.drain_remotes().expect("drain"), Default::default());
     assert_eq!(k.drain_remotes().expect("drain"), Default::default());
     // The map is empty again: new remotes get their own entries.
     for i in 0..10 {
