@@ -10,7 +10,7 @@
 //! Addresses are strings here so that the table stays plain data in a `no_std` crate; the
 //! userspace side parses them.
 
-use crate::abi::{ErrorKind, Verdict};
+use crate::abi::{ErrorKind, FAMILY_V4, FAMILY_V6, Verdict};
 
 /// What a vector must produce.
 #[derive(Clone, Copy, Debug)]
@@ -19,6 +19,8 @@ pub enum Expect {
     Count {
         /// Direction or LAN/transit.
         verdict: Verdict,
+        /// [`FAMILY_V4`] or [`FAMILY_V6`]: the totals slot is `totals_index(verdict, family)`.
+        family: u8,
         /// The remote address for up/down, "" otherwise.
         remote: &'static str,
         /// Segments.
@@ -81,6 +83,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 1500",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 1500,
@@ -103,6 +106,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 8.8.8.8 60",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 60,
@@ -125,6 +129,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 1500,
@@ -147,6 +152,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 1.1.1.1 100",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "1.1.1.1",
             packets: 1,
             ip_bytes: 100,
@@ -169,6 +175,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 224.0.0.251 120",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 120,
@@ -191,6 +198,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 239.255.255.250 200",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 200,
@@ -213,6 +221,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 328,
@@ -235,6 +244,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 328,
@@ -257,6 +267,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 78,
@@ -279,6 +290,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 100.64.0.1 1000",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 1000,
@@ -301,6 +313,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 198.18.0.5 1000",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "198.18.0.5",
             packets: 1,
             ip_bytes: 1000,
@@ -323,6 +336,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 40",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 40,
@@ -345,6 +359,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Transit,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 40,
@@ -367,6 +382,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Transit,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 1500,
@@ -389,6 +405,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 1500",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 1500,
@@ -411,6 +428,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 8.8.8.8 1500",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 1500,
@@ -433,6 +451,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Transit,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 1500,
@@ -455,6 +474,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 40",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 40,
@@ -477,6 +497,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 40,
@@ -499,6 +520,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 1500",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 1500,
@@ -521,6 +543,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 1500,
@@ -573,6 +596,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 9000",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 20,
@@ -595,6 +619,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 0",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 20,
@@ -677,6 +702,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:4860:4860::8888 1480",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:4860:4860::8888",
             packets: 1,
             ip_bytes: 1480,
@@ -699,6 +725,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 2001:4860:4860::8888 60",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "2001:4860:4860::8888",
             packets: 1,
             ip_bytes: 60,
@@ -721,6 +748,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 1040,
@@ -743,6 +771,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 240e:33e:2f08:d700::1 1040",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "240e:33e:2f08:d700::1",
             packets: 1,
             ip_bytes: 1040,
@@ -765,6 +794,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:4860::1 540",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 540,
@@ -787,6 +817,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:4860::1 540",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 540,
@@ -809,6 +840,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 72,
@@ -831,6 +863,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down :: 64",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 64,
@@ -853,6 +886,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:4860::1 140",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 140,
@@ -875,6 +909,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 140,
@@ -897,6 +932,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Transit,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 140,
@@ -919,6 +955,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 2001:4860::1 140",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 140,
@@ -941,6 +978,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:4860::1 40",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 40,
@@ -963,6 +1001,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:4860::1 140",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 140,
@@ -1000,6 +1039,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Transit,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 140,
@@ -1022,6 +1062,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 1040,
@@ -1044,6 +1085,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 240e:33e:2f08:d6ff::abcd 1040",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "240e:33e:2f08:d6ff::abcd",
             packets: 1,
             ip_bytes: 1040,
@@ -1066,6 +1108,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 240e:33e:2f08:d602::5 1040",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "240e:33e:2f08:d602::5",
             packets: 1,
             ip_bytes: 1040,
@@ -1088,6 +1131,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 224.0.0.1 32",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 32,
@@ -1110,6 +1154,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 1500,
@@ -1132,6 +1177,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 192.0.2.1 60",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "192.0.2.1",
             packets: 1,
             ip_bytes: 60,
@@ -1154,6 +1200,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 2001:4860::1 1040",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "2001:4860::1",
             packets: 1,
             ip_bytes: 1040,
@@ -1176,6 +1223,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V6,
             remote: "",
             packets: 1,
             ip_bytes: 1040,
@@ -1198,6 +1246,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down ::ffff:808:808 140",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "::ffff:808:808",
             packets: 1,
             ip_bytes: 140,
@@ -1220,6 +1269,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 64:ff9b::808:808 140",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "64:ff9b::808:808",
             packets: 1,
             ip_bytes: 140,
@@ -1242,6 +1292,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "n/a (the seed turned offloads off)",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "203.0.113.5",
             packets: 3,
             ip_bytes: 1656,
@@ -1264,6 +1315,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "n/a",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "2001:db8::5",
             packets: 3,
             ip_bytes: 3216,
@@ -1286,6 +1338,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "n/a",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "198.51.100.7",
             packets: 4,
             ip_bytes: 912,
@@ -1308,6 +1361,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "n/a",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:db8::9",
             packets: 2,
             ip_bytes: 1296,
@@ -1330,6 +1384,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "n/a",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "203.0.113.5",
             packets: 2,
             ip_bytes: 2080,
@@ -1352,6 +1407,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "n/a",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "203.0.113.5",
             packets: 2,
             ip_bytes: 1040,
@@ -1419,6 +1475,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 8.8.8.8 124",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 124,
@@ -1441,6 +1498,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 8.8.8.8 28",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V4,
             remote: "8.8.8.8",
             packets: 1,
             ip_bytes: 28,
@@ -1478,6 +1536,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 2001:db8::1 1040",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V6,
             remote: "2001:db8::1",
             packets: 1,
             ip_bytes: 140,
@@ -1515,6 +1574,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 100.64.0.1 1000",
         expect: Expect::Count {
             verdict: Verdict::Up,
+            family: FAMILY_V4,
             remote: "100.64.0.1",
             packets: 1,
             ip_bytes: 1000,
@@ -1537,6 +1597,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "up 203.0.113.9 1000",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 1000,
@@ -1559,6 +1620,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "ignored",
         expect: Expect::Count {
             verdict: Verdict::Lan,
+            family: FAMILY_V4,
             remote: "",
             packets: 1,
             ip_bytes: 300,
@@ -1581,6 +1643,7 @@ pub const VECTORS: &[Vector] = &[
         seed: "down 2001:db8:1::1 140",
         expect: Expect::Count {
             verdict: Verdict::Down,
+            family: FAMILY_V6,
             remote: "2001:db8:1::1",
             packets: 1,
             ip_bytes: 140,

@@ -1,7 +1,8 @@
 //! The TC classifier: one program, attached on ingress and egress of the monitored interface.
 //!
-//! For every frame it calls [`sentinel_common::account::account`] (the same code the AF_PACKET
-//! fallback runs), then adds the result to per-CPU maps. It fails open: whatever happens, the
+//! For every frame it calls [`sentinel_common::account::account`] and then
+//! [`sentinel_common::record::record`] (the same code the AF_PACKET fallback runs), which adds
+//! the result to per-CPU maps. It fails open: whatever happens, the
 //! packet continues unchanged (`TC_ACT_UNSPEC`, which is `TCX_NEXT` under TCX), and errors only
 //! bump a per-CPU counter. No per-packet logging.
 #![no_std]
@@ -12,8 +13,9 @@ mod skb;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sentinel_common::{
-    abi::{ErrorKind, PACKET_OTHERHOST, Verdict, totals_index},
-    account::{Accounting, account},
+    abi::{ErrorKind, PACKET_OTHERHOST},
+    account::account,
+    record::record,
 };
 
 /// "Continue": the next TCX program or clsact filter decides, as if we were not there.
@@ -46,21 +48,8 @@ fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
     }
     let frame = skb::SkbFrame::new(ctx);
     let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
-    record(&acc);
+    record(&mut maps::KernelCounters::current(), &acc);
     Ok(())
-}
-
-#[inline(always)]
-fn record(acc: &Accounting) {
-    maps::add_totals(totals_index(acc.verdict, acc.family), acc);
-    if let Some(kind) = acc.note {
-        maps::count_error(kind);
-    }
-    match acc.verdict {
-        Verdict::Up => maps::add_remote(acc, true),
-        Verdict::Down => maps::add_remote(acc, false),
-        Verdict::Lan | Verdict::Transit => {}
-    }
 }
 
 #[cfg(not(test))]

@@ -185,6 +185,7 @@ mod tests {
                 (
                     Expect::Count {
                         verdict,
+                        family,
                         remote,
                         packets,
                         ip_bytes,
@@ -194,6 +195,7 @@ mod tests {
                     Ok(acc),
                 ) => {
                     acc.verdict == verdict
+                        && acc.family == family
                         && acc.packets == packets
                         && acc.ip_bytes == ip_bytes
                         && acc.wire_bytes == wire_bytes

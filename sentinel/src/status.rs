@@ -48,9 +48,10 @@ pub struct CaptureStatus {
     pub counters_survive_restart: bool,
     /// Why they do or do not.
     pub durability_reason: String,
-    /// Entries in the per-remote map, and its capacity.
+    /// Remotes the last drain read (those that moved since the drain before it): how full the
+    /// per-remote map got between two drains.
     pub remotes_in_map: usize,
-    /// Capacity of the per-remote map.
+    /// Capacity of the per-remote map between two drains (beyond it, bytes go to "other").
     pub remotes_capacity: u32,
     /// Monotonic counters as last read from the backend.
     pub counters: KernelTotals,

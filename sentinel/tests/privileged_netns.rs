@@ -507,3 +507,38 @@ fn durable_and_private_bpffs_are_told_apart() {
         "no pins of the private run on the machine's bpffs"
     );
 }
+
+#[test]
+fn per_remote_counts_are_exact_through_the_drain_the_store_and_the_api() {
+    let lab = lab();
+    let pins = PinDir::new("remotes");
+    let daemon = Daemon::start(&lab, &pins.0, &[]);
+    let _sink = UdpSink::bind(&lab.wan, PORT).expect("sink");
+    let base = daemon.settled();
+    // 300 distinct remotes with one 64-byte packet each, and the internet host with 40 datagrams.
+    let sprayed = xtask::lab::spray_remotes(&lab, 300, PORT).expect("spray");
+    let big = send_udp(&lab.nas, WAN_V4.into(), PORT, 1000, 40).expect("send") as u64;
+    let t = daemon.settled();
+    assert_eq!(
+        get(&t, "up_packets") - get(&base, "up_packets"),
+        sprayed + big
+    );
+    let (status, body) = daemon.get("/api/top_ips?limit=100").expect("top_ips");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let top = v["top_ips"].as_array().expect("top_ips list");
+    assert_eq!(top.len(), 100, "{body}");
+    assert_eq!(top[0]["ip"], WAN_V4.to_string());
+    assert_eq!(top[0]["up_bytes"], big * udp_ip_len(1000, false));
+    assert_eq!(top[0]["down_bytes"], 0);
+    for r in &top[1..] {
+        let ip = r["ip"].as_str().expect("ip");
+        assert!(ip.starts_with("2001:db8:ff01::"), "{r}");
+        assert_eq!(
+            (r["up_bytes"].as_u64(), r["down_bytes"].as_u64()),
+            (Some(64), Some(0)),
+            "{r}"
+        );
+    }
+    daemon.stop();
+}

@@ -305,6 +305,7 @@ impl Supervisor {
             up,
             down,
             remotes: &remotes,
+            other_remotes: deltas.other_remotes,
             checkpoint: Some(checkpoint.to_bytes()),
         });
         let sample = SpeedSample {

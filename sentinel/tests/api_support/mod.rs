@@ -104,6 +104,7 @@ pub fn record(store: &Store, at: i64, up: u64, down: u64, remotes: &[Remote]) {
         down: counters(down),
         remotes: &list,
         checkpoint: None,
+        ..Sample::default()
     });
 }
 

@@ -22,7 +22,9 @@ use anyhow::{Context as _, bail};
 
 mod traffic;
 
-pub use self::traffic::{TcpSide, UdpSink, blast_udp, send_udp, tcp_transfer};
+pub use self::traffic::{
+    SPRAY_PREFIX_V6, TcpSide, UdpSink, blast_udp, send_udp, spray_remotes, tcp_transfer,
+};
 
 /// The NAS's LAN address.
 pub const NAS_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);

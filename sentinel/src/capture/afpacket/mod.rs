@@ -90,7 +90,8 @@ pub enum AfPacketError {
 pub struct AfPacketOptions {
     /// The ring's shape and snap length.
     pub ring: RingConfig,
-    /// Capacity of the per-remote map (the eBPF LRU map's size by default).
+    /// Capacity of the per-remote map between two snapshots (one eBPF per-remote map's size by
+    /// default); beyond it, bytes go to the overflow ("other").
     pub remotes_max: usize,
     /// First delay before reopening after a failure; doubles up to `retry_max`.
     pub retry_min: Duration,
@@ -158,7 +159,7 @@ pub struct AfPacketStatus {
     pub kernel_drops: u64,
     /// Times the ring was full (`tp_freeze_q_cnt`).
     pub ring_freezes: u64,
-    /// Frames seen, skipped, super-packets, corrupt blocks, evictions.
+    /// Frames seen, skipped, super-packets, corrupt blocks, per-remote overflow.
     pub frames: FrameStats,
 }
 

@@ -110,10 +110,12 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let tally = lock(&self.tally);
+        let mut tally = lock(&self.tally);
+        let (remotes, other_remotes) = tally.take_remotes();
         Snapshot {
             totals: tally.totals,
-            remotes: tally.remotes(),
+            remotes,
+            other_remotes,
             drops: tally.drops,
         }
     }

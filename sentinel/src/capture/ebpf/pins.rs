@@ -17,7 +17,8 @@ use aya::maps::{MapInfo, MapType};
 use super::durability::{self, Durability};
 use sentinel_common::abi::{
     ABI_VERSION, ADDRS_MAX_ENTRIES, CONFIG_SLOTS, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6,
-    MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
+    MAP_CONFIG, MAP_ERRORS, MAP_OVERFLOW, MAP_REMOTES_A, MAP_REMOTES_B, MAP_TOTALS, OVERFLOW_SLOTS,
+    REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
 };
 
 /// Where bpffs is mounted on every system we know.
@@ -35,8 +36,12 @@ struct MapSpec {
     max_entries: u32,
 }
 
+/// Map pins of earlier layouts that this build no longer has: removed with the others, so a stale
+/// pin of a replaced map never lingers (layout 2's per-remote LRU map).
+const RETIRED: [&str; 1] = ["SNT_REMOTES"];
+
 /// The maps this build pins, with their expected layout.
-const SPECS: [MapSpec; 6] = [
+const SPECS: [MapSpec; 8] = [
     MapSpec {
         name: MAP_TOTALS,
         map_type: MapType::PerCpuArray,
@@ -45,11 +50,25 @@ const SPECS: [MapSpec; 6] = [
         max_entries: TOTALS_SLOTS,
     },
     MapSpec {
-        name: MAP_REMOTES,
-        map_type: MapType::LruPerCpuHash,
+        name: MAP_REMOTES_A,
+        map_type: MapType::PerCpuHash,
         key_size: 20,
         value_size: 32,
         max_entries: REMOTES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_REMOTES_B,
+        map_type: MapType::PerCpuHash,
+        key_size: 20,
+        value_size: 32,
+        max_entries: REMOTES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_OVERFLOW,
+        map_type: MapType::PerCpuArray,
+        key_size: 4,
+        value_size: 32,
+        max_entries: OVERFLOW_SLOTS,
     },
     MapSpec {
         name: MAP_ERRORS,
@@ -170,8 +189,14 @@ fn bpffs_mounted() -> Result<bool, PinError> {
 pub struct Incompatible(pub String);
 
 /// Checks the maps pinned in `dir` against this build. `Ok(())` when there are none, or all
-/// match (the ABI version in the config map is checked after loading, see `check_abi`).
+/// match (the ABI version in the config map is checked after loading, see `check_abi`). A pin of
+/// a retired map means an older layout.
 pub fn check_layout(dir: &Path) -> Result<(), Incompatible> {
+    if let Some(name) = RETIRED.iter().find(|n| dir.join(n).exists()) {
+        return Err(Incompatible(format!(
+            "{name}: a map of an earlier layout, not used by this build"
+        )));
+    }
     for spec in &SPECS {
         let path = dir.join(spec.name);
         if !path.exists() {
@@ -215,9 +240,10 @@ pub fn check_abi(recorded: u64) -> Result<(), Incompatible> {
     }
 }
 
-/// Removes every map pin of this build's names from `dir` (not the directory, not link pins).
+/// Removes every map pin of this build's names, and of retired maps, from `dir` (not the
+/// directory, not link pins).
 pub fn remove_maps(dir: &Path) -> Result<(), PinError> {
-    for name in map_names() {
+    for name in map_names().chain(RETIRED) {
         let path = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
