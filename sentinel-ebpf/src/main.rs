@@ -14,6 +14,7 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 use sentinel_common::{
     abi::{ErrorKind, PACKET_OTHERHOST, Verdict, totals_index},
     account::{Accounting, account},
+    owner,
 };
 
 /// "Continue": the next TCX program or clsact filter decides, as if we were not there.
@@ -39,13 +40,14 @@ fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
     // SAFETY: the context pointer the kernel handed us; both fields are readable for TC.
     let (pkt_type, ingress_ifindex) =
         unsafe { ((*ctx.skb.skb).pkt_type, (*ctx.skb.skb).ingress_ifindex) };
-    // Received frames for another MAC (promiscuous NIC, flooding bridge) are not the NAS's. On
-    // egress pkt_type is not about us (ingress_ifindex is 0 for locally sent packets).
-    if ingress_ifindex != 0 && pkt_type == PACKET_OTHERHOST {
-        return Err(ErrorKind::OtherHost);
-    }
+    // Received frames for another MAC (promiscuous NIC, flooding bridge) are not the NAS's, unless
+    // the MAC is one of its macvlan children's (sentinel_common::owner). On egress pkt_type is
+    // not about us (ingress_ifindex is 0 for locally sent packets).
     let frame = skb::SkbFrame::new(ctx);
-    let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
+    let link = maps::link_kind();
+    let other_host = ingress_ifindex != 0 && pkt_type == PACKET_OTHERHOST;
+    owner::check(&frame, link, other_host, &maps::OwnMacs)?;
+    let acc = account(&frame, link, frame.gso_segs(), &maps::AddrTries)?;
     record(&acc);
     Ok(())
 }

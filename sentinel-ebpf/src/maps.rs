@@ -3,7 +3,7 @@
 use aya_ebpf::{
     macros::map,
     maps::{
-        Array, LruPerCpuHashMap, PerCpuArray,
+        Array, HashMap, LruPerCpuHashMap, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
 };
@@ -15,6 +15,11 @@ use sentinel_common::{
     },
     account::Accounting,
     addr::AddrFlags,
+};
+use sentinel_common::{
+    abi::{CONFIG_LINK, MACS_MAX_ENTRIES, MacKey},
+    frame::LinkKind,
+    owner::MacSet,
 };
 
 #[map(name = "SNT_TOTALS")]
@@ -35,6 +40,25 @@ static ADDRS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENT
 
 #[map(name = "SNT_ADDRS_V6")]
 static ADDRS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
+
+#[map(name = "SNT_MACS")]
+static MACS: HashMap<MacKey, u32> = HashMap::with_max_entries(MACS_MAX_ENTRIES, 0);
+
+/// The monitored link's header kind, as userspace set it.
+#[inline(always)]
+pub fn link_kind() -> LinkKind {
+    LinkKind::from_config(CONFIG.get(CONFIG_LINK).copied().unwrap_or(0))
+}
+
+/// The NAS's own MACs besides the interface's (macvlan children, master bridge).
+pub struct OwnMacs;
+
+impl MacSet for OwnMacs {
+    #[inline(always)]
+    fn contains(&self, mac: &[u8; 6]) -> bool {
+        MACS.get_ptr(&MacKey::new(*mac)).is_some()
+    }
+}
 
 /// The address tries as the rules' flag source.
 pub struct AddrTries;

@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let mut counted = 0u64;
         for _ in 0..user_iters {
-            if let Ok(acc) = account(std::hint::black_box(&frame[..]), v.gso_segs, &table) {
+            if let Ok(acc) = account(std::hint::black_box(&frame[..]), v.link, v.gso_segs, &table) {
                 counted += acc.packets;
             }
         }

@@ -3,6 +3,10 @@
 //! safety net. Derived IPv6 LAN prefixes that vanish stay LAN prefixes for a grace period (a PPPoE
 //! redial or prefix change must not turn the home's own traffic into "internet" for a while).
 //!
+//! The same events keep the link's own MAC set current (a macvlan child coming up changes the
+//! parent's unicast list; on a parent without unicast filtering, a veth or a bridge, that flips
+//! its promiscuity, which is a link event; otherwise the periodic re-read finds it).
+//!
 //! It produces [`AddressPlan`]s; it does not know how the classifier uses them.
 
 use std::{
@@ -13,10 +17,13 @@ use std::{
 use ipnet::Ipv6Net;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use sentinel_common::frame::LinkKind;
+
 use crate::{
     classify::AddressPlan,
     config::Config,
     iface::{self, IfaceError},
+    links,
 };
 
 /// rtnetlink multicast groups (linux/rtnetlink.h): RTMGRP_LINK, RTMGRP_IPV4_IFADDR,
@@ -85,14 +92,21 @@ impl PlanBuilder {
         }
     }
 
-    /// Reads the interface now.
+    /// Reads the interface now: its addresses, its link type and its children's MACs.
     pub fn read(&mut self, now: Instant) -> Result<IfaceState, IfaceError> {
         let ifindex = nix::net::if_::if_nametoindex(self.iface.as_str()).ok();
-        let locals = match ifindex {
-            Some(_) => iface::local_addresses(&self.iface)?,
-            None => Vec::new(),
+        let (locals, link, macs) = match ifindex {
+            Some(index) => (
+                iface::local_addresses(&self.iface)?,
+                links::kind(&self.iface)?,
+                links::own_macs(&self.iface, index)?,
+            ),
+            None => (Vec::new(), LinkKind::default(), Vec::new()),
         };
-        Ok(self.plan_from(ifindex, locals, now))
+        let mut state = self.plan_from(ifindex, locals, now);
+        state.plan.link = link;
+        state.plan.own_macs = macs;
+        Ok(state)
     }
 
     /// The plan for a given set of local addresses (separate from `read` for tests).
@@ -131,6 +145,8 @@ impl PlanBuilder {
                 lan_prefixes,
                 inside: self.inside.clone(),
                 public: self.public.clone(),
+                link: LinkKind::default(),
+                own_macs: Vec::new(),
             },
             grace_prefixes,
         }

@@ -17,6 +17,7 @@ use sentinel_common::abi::{
     ABI_VERSION, ADDRS_MAX_ENTRIES, CONFIG_SLOTS, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6,
     MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
 };
+use sentinel_common::abi::{MACS_MAX_ENTRIES, MAP_MACS};
 
 /// Where bpffs is mounted on every system we know.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -34,7 +35,7 @@ struct MapSpec {
 }
 
 /// The maps this build pins, with their expected layout.
-const SPECS: [MapSpec; 6] = [
+const SPECS: [MapSpec; 7] = [
     MapSpec {
         name: MAP_TOTALS,
         map_type: MapType::PerCpuArray,
@@ -76,6 +77,14 @@ const SPECS: [MapSpec; 6] = [
         key_size: 4,
         value_size: 8,
         max_entries: CONFIG_SLOTS,
+    },
+    // The link-layer block: the NAS's own MACs (sentinel_common::owner).
+    MapSpec {
+        name: MAP_MACS,
+        map_type: MapType::Hash,
+        key_size: 8,
+        value_size: 4,
+        max_entries: MACS_MAX_ENTRIES,
     },
 ];
 
