@@ -17,6 +17,10 @@ const CASES: &[(&str, &str)] = &[
     ("GSO TCP/IPv4 x3", "gso-tcp4"),
     ("GRO TCP/IPv6 x3", "gro-tcp6"),
     ("non-IP (ARP)", "seed-27"),
+    ("raw IPv4 (ppp/tun)", "raw-v4-up"),
+    ("raw IPv6 (ppp/tun)", "raw-v6-down"),
+    ("PPPoE IPv4", "pppoe-v4-up"),
+    ("PPPoE IPv6", "pppoe-v6-down"),
 ];
 
 fn main() -> anyhow::Result<()> {

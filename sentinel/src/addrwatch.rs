@@ -98,8 +98,8 @@ impl PlanBuilder {
         let (locals, link, macs) = match ifindex {
             Some(index) => (
                 iface::local_addresses(&self.iface)?,
-                links::kind(&self.iface)?,
-                links::own_macs(&self.iface, index)?,
+                links::kind(&self.iface, index)?,
+                links::own_macs(index)?,
             ),
             None => (Vec::new(), LinkKind::default(), Vec::new()),
         };

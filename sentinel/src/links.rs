@@ -9,9 +9,10 @@
 //! share the parent's MAC and need nothing. When the interface is a bridge port, the master
 //! bridge's MAC is the NAS's too (the NAS's addresses live on the bridge).
 //!
-//! It reads netlink and sysfs; it does not know how the capture uses what it finds.
+//! It reads netlink only (sysfs shows the namespace that mounted it, which under `nsenter --net`
+//! is not ours); it does not know how the capture uses what it finds.
 
-use std::{fs, io};
+use std::io;
 
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use sentinel_common::frame::LinkKind;
@@ -19,40 +20,57 @@ use sentinel_common::frame::LinkKind;
 /// Reading the link failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
-    /// `/sys/class/net/IF/type` could not be read or parsed.
-    #[error("reading the link type of {iface:?} from /sys/class/net failed")]
-    Type {
-        iface: String,
-        #[source]
-        source: io::Error,
-    },
     /// The link type is not one the parser reads.
-    #[error("interface {iface:?} has link type {hatype} (ARPHRD_*), which is neither Ethernet nor raw IP; not supported")]
+    #[error(
+        "interface {iface:?} has link type {hatype} (ARPHRD_*), which is neither Ethernet nor raw IP; not supported"
+    )]
     Unsupported { iface: String, hatype: u16 },
-    /// The netlink dump of the unicast address lists failed.
-    #[error("listing the unicast addresses of interface index {ifindex} over netlink failed")]
-    Dump {
+    /// A netlink request about the link failed.
+    #[error("reading link {ifindex} over netlink ({what}) failed")]
+    Netlink {
         ifindex: u32,
+        what: &'static str,
         #[source]
         source: io::Error,
     },
 }
 
-/// The ARPHRD type of `iface` (`/sys/class/net/IF/type`, linux/if_arp.h).
-pub fn arphrd(iface: &str) -> Result<u16, LinkError> {
-    let err = |source| LinkError::Type {
-        iface: iface.to_owned(),
-        source,
-    };
-    let text = fs::read_to_string(format!("/sys/class/net/{iface}/type")).map_err(err)?;
-    text.trim()
-        .parse::<u16>()
-        .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))
+/// What netlink says about one link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkAttrs {
+    /// The ARPHRD type (linux/if_arp.h).
+    pub hatype: u16,
+    /// Its MAC address, if it has one.
+    pub mac: Option<[u8; 6]>,
+    /// The index of its master (a bridge, a bond), if any.
+    pub master: Option<u32>,
 }
 
-/// The link kind of `iface`, refusing link types the parser cannot read.
-pub fn kind(iface: &str) -> Result<LinkKind, LinkError> {
-    let hatype = arphrd(iface)?;
+/// The link with index `ifindex`, from netlink: sysfs is not an option, since `/sys/class/net`
+/// shows the namespace that mounted it, not necessarily ours (`nsenter --net`, some containers).
+pub fn attrs(ifindex: u32) -> Result<LinkAttrs, LinkError> {
+    let mut req = [0u8; NLMSG_HDRLEN + IFINFOMSG_LEN];
+    header(&mut req, RTM_GETLINK, NLM_F_REQUEST);
+    req[NLMSG_HDRLEN + 4..NLMSG_HDRLEN + 8].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut found = None;
+    transact(&req, ifindex, "RTM_GETLINK", |kind, body| {
+        if kind == RTM_NEWLINK && body.len() >= IFINFOMSG_LEN {
+            let index = u32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
+            if index == ifindex {
+                found = Some(link_attrs(body));
+            }
+        }
+    })?;
+    found.ok_or(LinkError::Netlink {
+        ifindex,
+        what: "RTM_GETLINK",
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })
+}
+
+/// The link kind of `iface` (index `ifindex`), refusing link types the parser cannot read.
+pub fn kind(iface: &str, ifindex: u32) -> Result<LinkKind, LinkError> {
+    let hatype = attrs(ifindex)?.hatype;
     LinkKind::from_arphrd(hatype).ok_or(LinkError::Unsupported {
         iface: iface.to_owned(),
         hatype,
@@ -65,8 +83,8 @@ pub fn describe(hatype: u16) -> &'static str {
         1 => "ethernet",
         772 => "loopback",
         512 => "ppp (raw IP)",
-        519 => "rawip",
-        0xfffe => "none (tun/wireguard, raw IP)",
+        519 => "rawip (raw IP)",
+        0xfffe => "none: tun/wireguard (raw IP)",
         768 => "ipip (raw IP)",
         769 => "ip6tnl (raw IP)",
         776 => "sit (raw IP)",
@@ -74,34 +92,56 @@ pub fn describe(hatype: u16) -> &'static str {
     }
 }
 
-/// The NAS's MACs on `iface` (index `ifindex`) besides its own: its macvlan/macvtap children's
-/// and its master bridge's. Sorted, no duplicates.
-pub fn own_macs(iface: &str, ifindex: u32) -> Result<Vec<[u8; 6]>, LinkError> {
-    let own = read_mac(&format!("/sys/class/net/{iface}/address"));
-    let mut out = unicast_list(ifindex)?;
-    if let Some(master) = read_mac(&format!("/sys/class/net/{iface}/master/address")) {
-        out.push(master);
+/// MACs as `aa:bb:cc:dd:ee:ff`, comma-separated, for logs.
+pub fn format_macs(macs: &[[u8; 6]]) -> String {
+    let one = |m: &[u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    macs.iter().map(one).collect::<Vec<_>>().join(",")
+}
+
+/// Logs what a user needs to check about the link at start-up: its type, how frames are parsed,
+/// the NAS's other MACs on it, and whether it is a bridge port (see the README: monitor the
+/// bridge instead).
+pub fn log_link(iface: &str, ifindex: Option<u32>, plan: &crate::classify::AddressPlan) {
+    let link = ifindex.map(attrs).and_then(Result::ok).unwrap_or_default();
+    tracing::info!(
+        iface,
+        link_type = describe(link.hatype),
+        arphrd = link.hatype,
+        parse = ?plan.link,
+        own_macs = %format_macs(&plan.own_macs),
+        "link"
+    );
+    if link.master.is_some() {
+        tracing::warn!(
+            iface,
+            "the interface is a bridge port: the NAS's own traffic counts (the bridge's MAC is in the set), but frames the bridge forwards for VMs or other ports are other hosts' traffic; set MONITOR_IFACE to the bridge"
+        );
     }
-    out.retain(|m| Some(*m) != own);
+}
+
+/// The NAS's MACs on the link with index `ifindex` besides its own: its macvlan/macvtap
+/// children's and its master bridge's. Sorted, no duplicates.
+pub fn own_macs(ifindex: u32) -> Result<Vec<[u8; 6]>, LinkError> {
+    let link = attrs(ifindex)?;
+    let mut out = unicast_list(ifindex)?;
+    if let Some(master) = link.master
+        && let Some(mac) = attrs(master)?.mac
+    {
+        out.push(mac);
+    }
+    out.retain(|m| Some(*m) != link.mac);
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-/// A MAC address as sysfs prints it (`aa:bb:cc:dd:ee:ff`), `None` when absent or not one.
-fn read_mac(path: &str) -> Option<[u8; 6]> {
-    parse_mac(fs::read_to_string(path).ok()?.trim())
-}
-
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut out {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
-}
-
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
 const RTM_NEWNEIGH: u16 = 28;
 const RTM_GETNEIGH: u16 = 30;
 const NLMSG_ERROR: u16 = 2;
@@ -109,6 +149,10 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_HDRLEN: usize = 16;
+/// `struct ifinfomsg`: family, pad, type, index, flags, change.
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_MASTER: u16 = 10;
 /// `struct ndmsg`: family, pad, pad, ifindex, state, flags, type.
 const NDMSG_LEN: usize = 12;
 const NDA_LLADDR: u16 = 2;
@@ -116,89 +160,131 @@ const NDA_LLADDR: u16 = 2;
 const NTF_SELF: u8 = 0x02;
 const AF_BRIDGE: u8 = 7;
 
-/// The unicast entries of the interface's own address list, by a netlink dump.
-fn unicast_list(ifindex: u32) -> Result<Vec<[u8; 6]>, LinkError> {
-    let err = |source| LinkError::Dump { ifindex, source };
+fn header(req: &mut [u8], kind: u16, flags: u16) {
+    let len = req.len() as u32;
+    req[0..4].copy_from_slice(&len.to_ne_bytes());
+    req[4..6].copy_from_slice(&kind.to_ne_bytes());
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+}
+
+/// Sends `req` and hands every reply message to `each` until the kernel is done: NLMSG_DONE for
+/// a dump, the one answer (or an error) otherwise.
+fn transact(
+    req: &[u8],
+    ifindex: u32,
+    what: &'static str,
+    mut each: impl FnMut(u16, &[u8]),
+) -> Result<(), LinkError> {
+    let err = |source| LinkError::Netlink {
+        ifindex,
+        what,
+        source,
+    };
+    let dump = u16::from_ne_bytes([req[6], req[7]]) & NLM_F_DUMP != 0;
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(err)?;
     socket.bind_auto().map_err(err)?;
     socket.connect(&SocketAddr::new(0, 0)).map_err(err)?;
-    let mut req = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
-    let len = req.len() as u32;
-    req[0..4].copy_from_slice(&len.to_ne_bytes());
-    req[4..6].copy_from_slice(&RTM_GETNEIGH.to_ne_bytes());
-    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    req[NLMSG_HDRLEN] = AF_BRIDGE;
-    socket.send(&req, 0).map_err(err)?;
-    let mut out = Vec::new();
+    socket.send(req, 0).map_err(err)?;
     let mut buf = vec![0u8; 64 * 1024];
     // A dump ends with NLMSG_DONE; the bound only guards against a kernel that never says so.
     for _ in 0..10_000 {
         let n = socket.recv(&mut &mut buf[..], 0).map_err(err)?;
-        match parse_dump(&buf[..n.min(buf.len())], ifindex, &mut out) {
-            Dump::More => {}
-            Dump::Done => return Ok(out),
-            Dump::Error(code) => return Err(err(io::Error::from_raw_os_error(code))),
+        match walk(&buf[..n.min(buf.len())], &mut each) {
+            Reply::More if dump => {}
+            Reply::More | Reply::Done => return Ok(()),
+            Reply::Error(code) => return Err(err(io::Error::from_raw_os_error(code))),
         }
     }
     Err(err(io::Error::other("the netlink dump did not end")))
 }
 
-/// What one buffer of a dump said.
+/// What one buffer of replies said.
 #[derive(Debug, PartialEq, Eq)]
-enum Dump {
+enum Reply {
     More,
     Done,
     Error(i32),
 }
 
-/// Collects the unicast `self` entries of `ifindex` from one buffer of netlink messages.
-fn parse_dump(mut buf: &[u8], ifindex: u32, out: &mut Vec<[u8; 6]>) -> Dump {
+/// Hands each message of one buffer to `each`, stopping at NLMSG_DONE or an error.
+fn walk(mut buf: &[u8], each: &mut impl FnMut(u16, &[u8])) -> Reply {
     while buf.len() >= NLMSG_HDRLEN {
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
         if len < NLMSG_HDRLEN || len > buf.len() {
-            return Dump::Error(libc::EBADMSG);
+            return Reply::Error(libc::EBADMSG);
         }
         let body = &buf[NLMSG_HDRLEN..len];
         match kind {
-            NLMSG_DONE => return Dump::Done,
+            NLMSG_DONE => return Reply::Done,
             NLMSG_ERROR => {
-                let code = body
-                    .get(..4)
-                    .map_or(libc::EBADMSG, |b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                return if code == 0 { Dump::Done } else { Dump::Error(code) };
+                let code = body.get(..4).map_or(libc::EBADMSG, |b| {
+                    -i32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+                });
+                return if code == 0 {
+                    Reply::Done
+                } else {
+                    Reply::Error(code)
+                };
             }
-            RTM_NEWNEIGH if body.len() >= NDMSG_LEN => {
-                let index = u32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
-                if index == ifindex
-                    && body[10] & NTF_SELF != 0
-                    && let Some(mac) = lladdr(&body[NDMSG_LEN..])
-                    // Multicast and broadcast entries (group bit set) are not a host's address.
-                    && mac[0] & 1 == 0
-                {
-                    out.push(mac);
-                }
-            }
-            _ => {}
+            _ => each(kind, body),
         }
         buf = &buf[len.next_multiple_of(4).min(buf.len())..];
     }
-    Dump::More
+    Reply::More
 }
 
-/// The 6-byte NDA_LLADDR attribute among `attrs`.
-fn lladdr(mut attrs: &[u8]) -> Option<[u8; 6]> {
+/// The unicast entries of the interface's own address list, by a netlink dump.
+fn unicast_list(ifindex: u32) -> Result<Vec<[u8; 6]>, LinkError> {
+    let mut req = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
+    header(&mut req, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP);
+    req[NLMSG_HDRLEN] = AF_BRIDGE;
+    let mut out = Vec::new();
+    transact(&req, ifindex, "RTM_GETNEIGH AF_BRIDGE", |kind, body| {
+        if kind == RTM_NEWNEIGH
+            && let Some(mac) = self_unicast(body, ifindex)
+        {
+            out.push(mac);
+        }
+    })?;
+    Ok(out)
+}
+
+/// The MAC of an RTM_NEWNEIGH body when it is a unicast `self` entry of `ifindex`.
+fn self_unicast(body: &[u8], ifindex: u32) -> Option<[u8; 6]> {
+    if body.len() < NDMSG_LEN {
+        return None;
+    }
+    let index = u32::from_ne_bytes([body[4], body[5], body[6], body[7]]);
+    let mac = attr::<6>(&body[NDMSG_LEN..], NDA_LLADDR)?;
+    // Multicast and broadcast entries (group bit set) are not a host's address; NTF_MASTER
+    // entries are what a bridge learned (other hosts).
+    (index == ifindex && body[10] & NTF_SELF != 0 && mac[0] & 1 == 0).then_some(mac)
+}
+
+/// The attributes of an RTM_NEWLINK body.
+fn link_attrs(body: &[u8]) -> LinkAttrs {
+    let attrs = &body[IFINFOMSG_LEN..];
+    LinkAttrs {
+        hatype: u16::from_ne_bytes([body[2], body[3]]),
+        mac: attr::<6>(attrs, IFLA_ADDRESS),
+        master: attr::<4>(attrs, IFLA_MASTER).map(u32::from_ne_bytes),
+    }
+}
+
+/// The `N`-byte attribute of type `want` among `attrs`.
+fn attr<const N: usize>(mut attrs: &[u8], want: u16) -> Option<[u8; N]> {
     while attrs.len() >= 4 {
         let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
         let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
         if len < 4 || len > attrs.len() {
             return None;
         }
-        if kind == NDA_LLADDR && len == 4 + 6 {
-            let mut mac = [0u8; 6];
-            mac.copy_from_slice(&attrs[4..10]);
-            return Some(mac);
+        if kind == want && len == 4 + N {
+            let mut out = [0u8; N];
+            out.copy_from_slice(&attrs[4..4 + N]);
+            return Some(out);
         }
         attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
     }
@@ -232,27 +318,31 @@ mod tests {
         buf.extend(neigh(4, NTF_SELF, [0x02, 0, 0, 0, 0, 9])); // another interface
         buf.extend(neigh(3, 0x04, [0x02, 0, 0, 0, 0, 8])); // NTF_MASTER: a learned LAN host
         let mut out = Vec::new();
-        assert_eq!(parse_dump(&buf, 3, &mut out), Dump::More);
-        assert_eq!(out, vec![child]);
+        let mut keep = |kind: u16, body: &[u8]| {
+            if kind == RTM_NEWNEIGH
+                && let Some(mac) = self_unicast(body, 3)
+            {
+                out.push(mac);
+            }
+        };
+        assert_eq!(walk(&buf, &mut keep), Reply::More);
         let mut done = vec![0u8; NLMSG_HDRLEN + 4];
         done[0] = done.len() as u8;
         done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
-        assert_eq!(parse_dump(&done, 3, &mut out), Dump::Done);
+        assert_eq!(walk(&done, &mut keep), Reply::Done);
         // A cut message is an error, not a silent partial answer.
-        assert_eq!(
-            parse_dump(&buf[..20], 3, &mut out),
-            Dump::Error(libc::EBADMSG)
-        );
+        assert_eq!(walk(&buf[..20], &mut keep), Reply::Error(libc::EBADMSG));
+        assert_eq!(out, vec![child]);
     }
 
     #[test]
-    fn macs_parse_as_sysfs_prints_them() {
-        assert_eq!(
-            parse_mac("4e:11:85:93:6a:4c"),
-            Some([0x4e, 0x11, 0x85, 0x93, 0x6a, 0x4c])
-        );
-        assert_eq!(parse_mac("4e:11:85:93:6a"), None);
-        assert_eq!(parse_mac("4e:11:85:93:6a:4c:00"), None);
-        assert_eq!(parse_mac(""), None);
+    fn the_links_own_attributes_are_read_from_netlink() {
+        // Loopback exists in every namespace: index 1, ARPHRD_LOOPBACK, an all-zero MAC.
+        let lo = attrs(1).expect("RTM_GETLINK of lo");
+        assert_eq!(lo.hatype, 772);
+        assert_eq!(lo.mac, Some([0; 6]));
+        assert_eq!(lo.master, None);
+        assert_eq!(kind("lo", 1).expect("kind"), LinkKind::Ethernet);
+        assert!(own_macs(1).expect("own macs of lo").is_empty());
     }
 }

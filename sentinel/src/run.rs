@@ -95,6 +95,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     attach_or_report(&mut classifier, &config, &current, &shared);
     publish_addresses(&shared, &current);
     log_startup(&config, &status::read(&shared), classifier.instance());
+    crate::links::log_link(&iface, current.ifindex, &current.plan);
 
     let checkpoint = match store.checkpoint() {
         Ok(bytes) => bytes.as_deref().and_then(Checkpoint::from_bytes),
@@ -376,7 +377,7 @@ fn follow_interface(
             tracing::error!(error = %crate::error_chain(&e), "updating the address plan failed; the previous one stays in force");
             return Ok(());
         }
-        tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, "addresses changed");
+        tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, own_macs = %crate::links::format_macs(&next.plan.own_macs), link = ?next.plan.link, "addresses changed");
     }
     if next.ifindex != current.ifindex && !classifier.follows_interface() {
         let was = status::read(shared);

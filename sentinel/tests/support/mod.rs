@@ -36,15 +36,26 @@ pub const WEB_PORT: u16 = 8080;
 impl Daemon {
     /// Starts the daemon on the lab NAS's eth0 with extra environment variables.
     pub fn start(lab: &Lab, pin_dir: &PathBuf, env: &[(&str, &str)]) -> Self {
+        Self::start_in(&lab.nas, Some("eth0"), pin_dir, env)
+    }
+
+    /// Starts the daemon in namespace `netns` on `iface` (`None`: MONITOR_IFACE unset, so the
+    /// daemon picks the default route's interface) with extra environment variables.
+    pub fn start_in(
+        netns: &str,
+        iface: Option<&str>,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
         let db_dir = pin_dir
             .file_name()
             .map(|n| std::env::temp_dir().join(n))
             .expect("pin dir name");
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", lab.nas))
+        cmd.arg(format!("--net=/var/run/netns/{netns}"))
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_sentinel"))
-            .env("MONITOR_IFACE", "eth0")
+            .env_remove("MONITOR_IFACE")
             .env("PRINT_INTERVAL", "1")
             .env("BPF_PIN_DIR", pin_dir)
             .env("RUST_LOG", "info")
@@ -54,6 +65,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(iface) = iface {
+            cmd.env("MONITOR_IFACE", iface);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -83,7 +97,7 @@ impl Daemon {
             last,
             log,
             pin_dir: pin_dir.clone(),
-            netns: lab.nas.clone(),
+            netns: netns.to_owned(),
         };
         d.wait_for("the first totals line", Duration::from_secs(15), |_| true);
         d

@@ -63,7 +63,9 @@ pub enum AfPacketError {
     #[error("interface {iface:?} is down")]
     InterfaceDown { iface: String },
     /// The interface is neither Ethernet nor raw IP: the shared parser cannot read its frames.
-    #[error("interface {iface:?} has link type {hatype} (neither Ethernet nor raw IP); not supported")]
+    #[error(
+        "interface {iface:?} has link type {hatype} (neither Ethernet nor raw IP); not supported"
+    )]
     UnsupportedLink { iface: String, hatype: u16 },
     /// The interface was re-created (or renamed) under the same name.
     #[error("interface {iface:?} changed from index {old} to {new:?}")]

@@ -297,7 +297,11 @@ mod tests {
     fn the_frame_length_is_tp_len_not_the_snap() {
         let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
         let mut t = Tally::default();
-        t.count(&ring_frame(&f, PACKET_OUTGOING, 128), LinkKind::Ethernet, &table());
+        t.count(
+            &ring_frame(&f, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         let up = t.totals.get(Verdict::Up, FAMILY_V4);
         assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1042));
         assert_eq!(t.error(ErrorKind::LengthBeyondFrame), 0);
@@ -311,7 +315,11 @@ mod tests {
     fn other_hosts_frames_are_not_counted() {
         let f = udp4([192, 168, 1, 99], [198, 51, 100, 7], 500);
         let mut t = Tally::default();
-        t.count(&ring_frame(&f, PACKET_OTHERHOST, 128), LinkKind::Ethernet, &table());
+        t.count(
+            &ring_frame(&f, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         // PACKET_LOOPBACK (5), PACKET_USER (6), PACKET_KERNEL (7) neither.
         for pkttype in [5, 6, 7] {
             t.count(&ring_frame(&f, pkttype, 128), LinkKind::Ethernet, &table());
@@ -325,9 +333,17 @@ mod tests {
         assert_eq!((t.stats.frames, t.stats.foreign), (4, 4));
         // Broadcast and multicast frames are the NAS's and go through the rules (here: LAN).
         let b = udp4([192, 168, 1, 10], [255, 255, 255, 255], 100);
-        t.count(&ring_frame(&b, PACKET_BROADCAST, 128), LinkKind::Ethernet, &table());
+        t.count(
+            &ring_frame(&b, PACKET_BROADCAST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         let m = udp4([192, 168, 1, 10], [239, 255, 255, 250], 100);
-        t.count(&ring_frame(&m, PACKET_MULTICAST, 128), LinkKind::Ethernet, &table());
+        t.count(
+            &ring_frame(&m, PACKET_MULTICAST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         assert_eq!(t.totals.verdict(Verdict::Lan).packets, 2);
     }
 
@@ -344,12 +360,20 @@ mod tests {
         let mut down = udp4([198, 51, 100, 7], [192, 168, 1, 77], 1028);
         down[..6].copy_from_slice(&child);
         let mut t = Tally::default();
-        t.count(&ring_frame(&down, PACKET_OTHERHOST, 128), LinkKind::Ethernet, &table);
+        t.count(
+            &ring_frame(&down, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
         let d = t.totals.get(Verdict::Down, FAMILY_V4);
         assert_eq!((d.packets, d.ip_bytes), (1, 1028));
         // The same frame for another host's MAC stays out.
         down[5] = 0x08;
-        t.count(&ring_frame(&down, PACKET_OTHERHOST, 128), LinkKind::Ethernet, &table);
+        t.count(
+            &ring_frame(&down, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
         assert_eq!(t.totals.get(Verdict::Down, FAMILY_V4).packets, 1);
         assert_eq!(t.error(ErrorKind::OtherHost), 1);
         assert_eq!(t.stats.foreign, 1);
@@ -360,7 +384,11 @@ mod tests {
         let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
         let raw = &f[14..];
         let mut t = Tally::default();
-        t.count(&ring_frame(raw, PACKET_OUTGOING, 128), LinkKind::RawIp, &table());
+        t.count(
+            &ring_frame(raw, PACKET_OUTGOING, 128),
+            LinkKind::RawIp,
+            &table(),
+        );
         let up = t.totals.get(Verdict::Up, FAMILY_V4);
         assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1028));
     }
@@ -381,7 +409,10 @@ mod tests {
             gso_type: 4,
             gso_size: 1448,
         });
-        assert_eq!(gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet), 3);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            3
+        );
         let mut t = Tally::default();
         t.count(&rf, LinkKind::Ethernet, &table());
         let down = t.totals.get(Verdict::Down, FAMILY_V6);
@@ -390,9 +421,15 @@ mod tests {
         assert_eq!(t.stats.super_packets, 1);
         // GSO_NONE, or no header at all: one packet.
         rf.vnet = Some(VnetHdr::default());
-        assert_eq!(gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet), 0);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            0
+        );
         rf.vnet = None;
-        assert_eq!(gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet), 0);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            0
+        );
     }
 
     #[test]
@@ -402,9 +439,17 @@ mod tests {
         let keep = udp4([192, 168, 1, 10], [198, 51, 100, 1], 100);
         for i in 0..100u8 {
             let f = udp4([192, 168, 1, 10], [203, 0, 113, i], 100);
-            t.count(&ring_frame(&f, PACKET_OUTGOING, 128), LinkKind::Ethernet, &table);
+            t.count(
+                &ring_frame(&f, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
             // One remote stays busy: it must survive every eviction.
-            t.count(&ring_frame(&keep, PACKET_OUTGOING, 128), LinkKind::Ethernet, &table);
+            t.count(
+                &ring_frame(&keep, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
         }
         let remotes = t.remotes();
         assert!(remotes.len() <= 32);

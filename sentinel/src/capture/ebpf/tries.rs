@@ -11,7 +11,9 @@ use aya::maps::{
     lpm_trie::{Key, LpmTrie},
 };
 use ipnet::IpNet;
-use sentinel_common::abi::{CONFIG_LINK, CONFIG_SKIP, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_MACS, MacKey};
+use sentinel_common::abi::{
+    CONFIG_LINK, CONFIG_SKIP, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_MACS, MacKey,
+};
 
 use super::{EbpfError, KernelClassifier, map_err};
 use crate::classify::AddressPlan;
