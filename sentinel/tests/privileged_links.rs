@@ -66,7 +66,7 @@ fn lan_host_floods(lab: &Lab) {
 fn a_macvlan_containers_traffic_counts_both_ways_and_other_hosts_stay_out() {
     let lab = Lab::create().expect("building the namespace lab (needs root and iproute2)");
     let ctr = lab
-        .add_macvlan_container()
+        .add_macvlan_container("eth0")
         .expect("adding the macvlan container");
     lan_host_floods(&lab);
     let _sinks = [
@@ -214,6 +214,70 @@ fn a_raw_ip_tun_link_is_picked_by_the_default_route_and_counts_exactly_both_ways
             "{backend}: wire bytes on a raw-IP link"
         );
         assert_eq!(get(&t, "errors"), 0, "{backend}: no parse errors");
+        daemon.stop();
+    }
+}
+
+/// The NAS as a VM host (README, "Bridges, VMs and macvlan containers"): with the daemon on the
+/// bridge that carries the NAS's addresses, the NAS itself and its macvlan containers on the
+/// bridge count both ways; a VM on a port of the bridge is another host on the LAN: the bridge
+/// forwards its frames and they never count.
+#[test]
+fn on_a_bridge_the_nas_and_its_macvlan_containers_count_and_a_vm_does_not() {
+    let lab = Lab::create().expect("building the namespace lab (needs root and iproute2)");
+    let vm = lab.bridge_nas().expect("bridging the NAS");
+    let ctr = lab
+        .add_macvlan_container("br0")
+        .expect("adding the macvlan container on br0");
+    let _sinks = [
+        UdpSink::bind(&lab.wan, PORT).expect("sink"),
+        UdpSink::bind(&lab.nas, PORT).expect("sink"),
+        UdpSink::bind(&ctr.ns, PORT).expect("sink"),
+        UdpSink::bind(&vm.ns, PORT).expect("sink"),
+    ];
+    for backend in ["ebpf", "afpacket"] {
+        let pins = PinDir::new(&format!("bridge-{backend}"));
+        let daemon = Daemon::start_in(&lab.nas, Some("br0"), &pins.0, &[("BACKEND", backend)]);
+        let base = daemon.settled();
+        let nas_up = send_udp(&lab.nas, WAN_V4.into(), PORT, 800, 500).expect("send") as u64;
+        let nas_down =
+            send_udp(&lab.wan, xtask::lab::NAS_V4.into(), PORT, 800, 400).expect("send") as u64;
+        let ctr_up = send_udp(&ctr.ns, WAN_V4.into(), PORT, 1000, 600).expect("send") as u64;
+        let ctr_down = send_udp(&lab.wan, CTR_V4.into(), PORT, 1000, 700).expect("send") as u64;
+        let vm_up = send_udp(&vm.ns, WAN_V4.into(), PORT, 1200, 800).expect("send") as u64;
+        let vm_down =
+            send_udp(&lab.wan, xtask::lab::VM_V4.into(), PORT, 1200, 900).expect("send") as u64;
+        let t = daemon.settled();
+        let (_, body) = daemon.get("/api/status").expect("status");
+        let status: serde_json::Value = serde_json::from_str(&body).expect("json");
+        println!(
+            "{backend} on br0: up {} packets / {} bytes, down {} packets / {} bytes; VM sent {vm_up} and received {vm_down} datagrams; other_host {}",
+            delta(&t, &base, "up_packets"),
+            delta(&t, &base, "up_bytes"),
+            delta(&t, &base, "down_packets"),
+            delta(&t, &base, "down_bytes"),
+            status["capture"]["errors"]["other_host"]
+        );
+        assert_eq!(
+            (delta(&t, &base, "up_packets"), delta(&t, &base, "up_bytes")),
+            (
+                nas_up + ctr_up,
+                nas_up * udp_ip_len(800, false) + ctr_up * udp_ip_len(1000, false)
+            ),
+            "{backend}: the NAS's and its container's upload, not the VM's"
+        );
+        assert_eq!(
+            (
+                delta(&t, &base, "down_packets"),
+                delta(&t, &base, "down_bytes")
+            ),
+            (
+                nas_down + ctr_down,
+                nas_down * udp_ip_len(800, false) + ctr_down * udp_ip_len(1000, false)
+            ),
+            "{backend}: the NAS's and its container's download, not the VM's"
+        );
+        assert_eq!(delta(&t, &base, "transit_packets"), 0, "{backend}: transit");
         daemon.stop();
     }
 }

@@ -8,7 +8,10 @@
 //!   tun file descriptor to the other. The NAS side has a public IPv4 address and a global IPv6
 //!   address, as on a PPPoE dial-up.
 //!
-//! Both are guards: dropping one stops its threads and removes its namespaces.
+//! - [`Vm`]: the NAS as a VM host: its eth0 enslaved to a bridge `br0` that carries its MAC and
+//!   addresses, with a VM's namespace on a second port.
+//!
+//! All are guards: dropping one stops its threads and removes its namespaces.
 
 use std::{
     fs::{File, OpenOptions},
@@ -40,24 +43,25 @@ pub struct Container {
 }
 
 impl Lab {
-    /// Adds a macvlan container on the NAS's eth0, reachable from the router like a LAN host.
-    pub fn add_macvlan_container(&self) -> anyhow::Result<Container> {
+    /// Adds a macvlan container on the NAS's `parent` (eth0, or br0 after [`Lab::bridge_nas`]),
+    /// reachable from the router like a LAN host.
+    pub fn add_macvlan_container(&self, parent: &str) -> anyhow::Result<Container> {
         let prefix = self.nas.trim_end_matches("-nas");
         let c = Container {
             ns: format!("{prefix}-ctr"),
         };
         ip(&["netns", "add", &c.ns])?;
-        self.wire_container(&c)
+        self.wire_container(&c, parent)
             .context("building the macvlan container")?;
         Ok(c)
     }
 
-    fn wire_container(&self, c: &Container) -> anyhow::Result<()> {
+    fn wire_container(&self, c: &Container, parent: &str) -> anyhow::Result<()> {
         let ns = c.ns.as_str();
         quiet_ipv6(ns)?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         ip(&[
-            "-n", &self.nas, "link", "add", "mv0", "link", "eth0", "address", CTR_MAC, "type",
+            "-n", &self.nas, "link", "add", "mv0", "link", parent, "address", CTR_MAC, "type",
             "macvlan", "mode", "bridge",
         ])?;
         ip(&["-n", &self.nas, "link", "set", "mv0", "netns", ns])?;
@@ -82,19 +86,152 @@ impl Lab {
         for a in ["192.168.50.30", "2001:db8:aa00:1::30"] {
             neigh(&self.rtr, "br0", a, CTR_MAC)?;
         }
+        static_fdb(&self.rtr, CTR_MAC, "nas0")
+    }
+
+    /// Turns the NAS into a VM host: its eth0 becomes a port of a new bridge `br0` that carries
+    /// the NAS's MAC and addresses (as on Unraid, Proxmox or a Synology with Virtual Machine
+    /// Manager), and a "VM" namespace hangs on a second port `vm0` (the host side of a VM's tap).
+    pub fn bridge_nas(&self) -> anyhow::Result<Vm> {
+        let prefix = self.nas.trim_end_matches("-nas");
+        let vm = Vm {
+            ns: format!("{prefix}-vm"),
+        };
+        ip(&["netns", "add", &vm.ns])?;
+        self.wire_bridge(&vm).context("bridging the NAS")?;
+        Ok(vm)
+    }
+
+    fn wire_bridge(&self, vm: &Vm) -> anyhow::Result<()> {
+        let (nas, rtr, vns) = (self.nas.as_str(), self.rtr.as_str(), vm.ns.as_str());
+        ip(&[
+            "-n",
+            nas,
+            "link",
+            "add",
+            "br0",
+            "address",
+            super::MAC_NAS,
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "forward_delay",
+            "0",
+        ])?;
+        ip(&["-n", nas, "addr", "flush", "dev", "eth0"])?;
+        ip(&["-n", nas, "link", "set", "eth0", "master", "br0"])?;
+        addr(nas, "br0", "192.168.50.10/24")?;
+        addr(nas, "br0", "2001:db8:aa00:1::10/64")?;
+        ip(&["-n", nas, "link", "set", "br0", "up"])?;
+        // `replace`: what `addr flush` left of eth0's routes moves to br0.
+        ip(&[
+            "-n",
+            nas,
+            "route",
+            "replace",
+            "default",
+            "via",
+            "192.168.50.1",
+            "dev",
+            "br0",
+        ])?;
+        ip(&[
+            "-n",
+            nas,
+            "-6",
+            "route",
+            "replace",
+            "default",
+            "via",
+            "2001:db8:aa00:1::1",
+            "dev",
+            "br0",
+        ])?;
+        for a in ["192.168.50.1", "2001:db8:aa00:1::1"] {
+            neigh(nas, "br0", a, MAC_RTR_LAN)?;
+        }
+        // The VM: its own MAC and addresses on the LAN, behind the NAS's bridge.
+        quiet_ipv6(vns)?;
+        ip(&["-n", vns, "link", "set", "lo", "up"])?;
+        ip(&[
+            "-n", vns, "link", "add", "eth0", "address", VM_MAC, "type", "veth", "peer", "name",
+            "vm0", "netns", nas,
+        ])?;
+        ip(&["-n", nas, "link", "set", "vm0", "master", "br0"])?;
+        ip(&["-n", nas, "link", "set", "vm0", "up"])?;
+        addr(vns, "eth0", "192.168.50.40/24")?;
+        addr(vns, "eth0", "2001:db8:aa00:1::40/64")?;
+        ip(&["-n", vns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", vns, "route", "add", "default", "via", "192.168.50.1"])?;
+        for a in ["192.168.50.1", "2001:db8:aa00:1::1"] {
+            neigh(vns, "eth0", a, MAC_RTR_LAN)?;
+        }
+        for a in ["192.168.50.40", "2001:db8:aa00:1::40"] {
+            neigh(rtr, "br0", a, VM_MAC)?;
+        }
+        static_fdb(rtr, VM_MAC, "nas0")?;
+        static_fdb(nas, VM_MAC, "vm0")?;
+        static_fdb(nas, MAC_RTR_LAN, "eth0")?;
+        wait_forwarding(nas, &["eth0", "vm0"])
+    }
+}
+
+/// The VM's MAC and LAN address.
+pub const VM_MAC: &str = "02:53:4e:00:00:40";
+/// The VM's LAN address.
+pub const VM_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 168, 50, 40);
+
+/// A VM behind the NAS's bridge. Dropping it removes its namespace.
+pub struct Vm {
+    /// The VM's namespace (`<lab prefix>-vm`).
+    pub ns: String,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.ns]) {
+            eprintln!("lab: removing namespace {} failed: {e}", self.ns);
+        }
+    }
+}
+
+/// A static bridge FDB entry in `ns`: `mac` is behind `port` (no learning, no flooding).
+fn static_fdb(ns: &str, mac: &str, port: &str) -> anyhow::Result<()> {
+    let out = std::process::Command::new("bridge")
+        .args([
+            "-n", ns, "fdb", "replace", mac, "dev", port, "master", "static",
+        ])
+        .output()
+        .context("running bridge (iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "bridge fdb replace {mac} dev {port}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Waits (at most 10 s) until `ports` of the bridge in `ns` forward.
+fn wait_forwarding(ns: &str, ports: &[&str]) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
         let out = std::process::Command::new("bridge")
-            .args([
-                "-n", &self.rtr, "fdb", "replace", CTR_MAC, "dev", "nas0", "master", "static",
-            ])
+            .args(["-n", ns, "link", "show"])
             .output()
             .context("running bridge (iproute2)")?;
-        if !out.status.success() {
-            bail!(
-                "bridge fdb replace: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if ports.iter().all(|p| {
+            text.lines()
+                .any(|l| l.contains(&format!(" {p}")) && l.contains("state forwarding"))
+        }) {
+            return Ok(());
         }
-        Ok(())
+        if std::time::Instant::now() > deadline {
+            bail!("bridge ports {ports:?} in {ns} did not forward:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -27,7 +27,7 @@ mod traffic;
 pub use self::{
     links::{
         CTR_MAC, CTR_V4, CTR_V6, Container, TUN_NAS_V4, TUN_NAS_V6, TUN_SETTLE, TUN_WAN_V4,
-        TUN_WAN_V6, TunPair,
+        TUN_WAN_V6, TunPair, VM_MAC, VM_V4, Vm,
     },
     traffic::{TcpSide, UdpSink, blast_udp, send_udp, tcp_transfer},
 };
