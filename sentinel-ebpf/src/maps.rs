@@ -56,7 +56,7 @@ pub struct OwnMacs;
 impl MacSet for OwnMacs {
     #[inline(always)]
     fn contains(&self, mac: &[u8; 6]) -> bool {
-        MACS.get_ptr(&MacKey::new(*mac)).is_some()
+        MACS.get_ptr(MacKey::new(*mac)).is_some()
     }
 }
 
