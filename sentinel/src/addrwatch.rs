@@ -30,18 +30,51 @@ use crate::{
 /// RTMGRP_IPV6_IFADDR.
 const GROUPS: u32 = 0x1 | 0x10 | 0x100;
 
-/// Starts a thread that signals `tx` on every link or address event in this network namespace.
-/// Events are coalesced: a burst gives one wake-up.
+/// How long after an event the watch keeps signalling once a second. A macvlan child is created
+/// in the host's namespace, moved into its container and only then brought up, which is when it
+/// joins the parent's unicast list: on a NIC with unicast filtering that last step is no event
+/// here, so a few re-reads after the creation find it without waiting for the periodic one.
+const FOLLOW_UP: Duration = Duration::from_secs(5);
+
+/// Starts a thread that signals `tx` on every link or address event in this network namespace,
+/// and once a second for [`FOLLOW_UP`] after one. Events are coalesced: a burst gives one
+/// wake-up.
 pub fn spawn_netlink_watch(tx: tokio::sync::mpsc::Sender<()>) -> std::io::Result<()> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind(&SocketAddr::new(0, GROUPS))?;
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: SO_RCVTIMEO reads a `timeval` of the given size, valid for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     std::thread::Builder::new().name("netlink-watch".into()).spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut follow_until: Option<Instant> = None;
         loop {
             match socket.recv(&mut &mut buf[..], 0) {
-                Ok(_) => {}
+                Ok(_) => follow_until = Some(Instant::now() + FOLLOW_UP),
                 // ENOBUFS: we missed events; a re-read covers them all anyway.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    follow_until = Some(Instant::now() + FOLLOW_UP);
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    if follow_until.is_none_or(|until| Instant::now() > until) {
+                        follow_until = None;
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "netlink watch stopped; relying on periodic refresh");
                     return;
