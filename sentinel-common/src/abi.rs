@@ -213,7 +213,8 @@ pub enum ErrorKind {
     /// The per-remote map refused an update; direction totals were still counted.
     RemoteUpdate = 7,
     /// Received for another host's MAC address (PACKET_OTHERHOST: a promiscuous NIC, a bridge
-    /// flooding unknown unicast): other hosts' traffic, never the NAS's (the seed counted it, D9).
+    /// flooding unknown unicast) that is not one of the NAS's own ([`MAP_MACS`]): other hosts'
+    /// traffic, never the NAS's (the seed counted it, D9).
     OtherHost = 8,
 }
 
