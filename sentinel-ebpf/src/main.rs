@@ -1,7 +1,9 @@
 //! The TC classifier: one program, attached on ingress and egress of the monitored interface.
 //!
-//! For every frame it calls [`sentinel_common::account::account`] (the same code the AF_PACKET
-//! fallback runs), then adds the result to per-CPU maps. It fails open: whatever happens, the
+//! For every frame it calls [`sentinel_common::owner::check`] (a received frame for another MAC
+//! counts only when the MAC is one of the NAS's, `SNT_MACS`) and
+//! [`sentinel_common::account::account`] with the link kind userspace set (Ethernet or raw IP),
+//! the same code the AF_PACKET fallback runs, then adds the result to per-CPU maps. It fails open: whatever happens, the
 //! packet continues unchanged (`TC_ACT_UNSPEC`, which is `TCX_NEXT` under TCX), and errors only
 //! bump a per-CPU counter. No per-packet logging.
 #![no_std]
