@@ -6,7 +6,7 @@
 //! to recognise pinned maps of an older layout.
 
 /// Layout version of the maps below; pinned maps carry it in their directory name.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Name of the TC classifier program in the object file.
 pub const PROGRAM_NAME: &str = "sentinel_tc";
@@ -27,8 +27,8 @@ pub const MAP_ADDRS_V6: &str = "SNT_ADDRS_V6";
 /// because userspace knows no trie entry could change their answer; zero, the initial value,
 /// means "always look up"); [`CONFIG_ABI`] and [`CONFIG_INSTANCE`] identify pinned maps.
 pub const MAP_CONFIG: &str = "SNT_CONFIG";
-/// Slots of [`MAP_CONFIG`].
-pub const CONFIG_SLOTS: u32 = 4;
+/// Slots of [`MAP_CONFIG`] ([`CONFIG_SIDE`] and [`CONFIG_LINK`] are in the blocks below).
+pub const CONFIG_SLOTS: u32 = 5;
 /// [`MAP_CONFIG`] slot of the `SKIP_*` bits, read by the program.
 pub const CONFIG_SKIP: u32 = 0;
 /// [`MAP_CONFIG`] slot of the [`ABI_VERSION`] that created the pinned maps (userspace only).
@@ -70,6 +70,44 @@ pub const REMOTES_MAX_ENTRIES: u32 = 16_384;
 // --- End of the per-remote block.
 /// Capacity of each address trie: local addresses plus LAN and user prefixes.
 pub const ADDRS_MAX_ENTRIES: u32 = 1_024;
+
+// ---- Link layer: the link header kind and the MAC addresses of the NAS's own children ----
+
+/// [`MAP_CONFIG`] slot of the monitored link's header kind, read by the program for every frame:
+/// [`LINK_ETHERNET`] (the initial zero) or [`LINK_RAW_IP`].
+pub const CONFIG_LINK: u32 = 4;
+/// Frames start with an Ethernet header (Ethernet, Wi-Fi as the kernel presents it, veth, bridges,
+/// macvlan, loopback).
+pub const LINK_ETHERNET: u64 = 0;
+/// Frames start at the IP header (ppp0, wg0, tun0/tailscale0, ipip...).
+pub const LINK_RAW_IP: u64 = 1;
+/// Hash of [`MacKey`] -> `u32` (always 1): unicast MAC addresses that are the NAS's own although
+/// they are not the monitored interface's (macvlan/macvtap children, the master bridge). A
+/// received frame for one of them is counted although the kernel marks it PACKET_OTHERHOST.
+pub const MAP_MACS: &str = "SNT_MACS";
+/// Capacity of [`MAP_MACS`]: children of one interface.
+pub const MACS_MAX_ENTRIES: u32 = 256;
+
+/// Key of [`MAP_MACS`]: a MAC address, padded to 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacKey {
+    /// The address as on the wire.
+    pub addr: [u8; 6],
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<MacKey>() == 8);
+
+impl MacKey {
+    /// The key of `addr`.
+    #[inline(always)]
+    pub const fn new(addr: [u8; 6]) -> Self {
+        Self { addr, _pad: [0; 2] }
+    }
+}
+
+// ---- end of the link-layer block ----
 
 /// Address family as stored in keys and indices.
 pub const FAMILY_V4: u8 = 0;
@@ -177,9 +215,10 @@ const _: () = assert!(core::mem::size_of::<RemoteCounters>() == 32);
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Not IPv4 or IPv6 (ARP, LLDP, PPPoE, a second VLAN tag...): passed on, not counted.
+    /// Not IPv4 or IPv6 (ARP, LLDP, PPPoE discovery and control, a second VLAN tag...): passed
+    /// on, not counted.
     NotIp = 0,
-    /// Shorter than its Ethernet (or VLAN) header.
+    /// Shorter than its Ethernet (or VLAN, or PPPoE session) header.
     TruncatedL2 = 1,
     /// Shorter than the minimal IP header.
     TruncatedL3 = 2,
@@ -195,7 +234,8 @@ pub enum ErrorKind {
     /// ([`MAP_OVERFLOW`], shown as "other"); direction totals were counted as always.
     RemoteUpdate = 7,
     /// Received for another host's MAC address (PACKET_OTHERHOST: a promiscuous NIC, a bridge
-    /// flooding unknown unicast): other hosts' traffic, never the NAS's (the seed counted it, D9).
+    /// flooding unknown unicast) that is not one of the NAS's own ([`MAP_MACS`]): other hosts'
+    /// traffic, never the NAS's (the seed counted it, D9).
     OtherHost = 8,
 }
 
@@ -242,4 +282,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::RemoteKey {}
     unsafe impl aya::Pod for super::RemoteCounters {}
+    unsafe impl aya::Pod for super::MacKey {}
 }

@@ -6,7 +6,9 @@
 //! cannot drift apart:
 //! - [`abi`]: map names, `#[repr(C)]` key/value types and their indices;
 //! - [`addr`]: the built-in non-public address sets and the per-address flags pushed from userspace;
-//! - [`frame`]: the frame parser (Ethernet, one VLAN tag, IPv4, IPv6) and the length rules;
+//! - [`frame`]: the frame parser (Ethernet, one VLAN tag, PPPoE session, or raw IP; IPv4, IPv6)
+//!   and the length rules;
+//! - [`owner`]: whether a received frame is the NAS's or another host's (its MAC set);
 //! - [`rules`]: the direction matrix;
 //! - [`account`]: parse + classify + GSO correction, the single entry point both worlds call;
 //! - [`record`]: what an accounted frame adds to which counter, and the one overflow rule.
@@ -18,6 +20,7 @@ pub mod abi;
 pub mod account;
 pub mod addr;
 pub mod frame;
+pub mod owner;
 pub mod record;
 pub mod rules;
 pub mod vectors;

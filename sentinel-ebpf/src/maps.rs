@@ -8,7 +8,7 @@
 use aya_ebpf::{
     macros::map,
     maps::{
-        Array, PerCpuArray, PerCpuHashMap,
+        Array, HashMap, PerCpuArray, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
 };
@@ -20,6 +20,11 @@ use sentinel_common::{
     },
     addr::AddrFlags,
     record::CounterStore,
+};
+use sentinel_common::{
+    abi::{CONFIG_LINK, MACS_MAX_ENTRIES, MacKey},
+    frame::LinkKind,
+    owner::MacSet,
 };
 
 #[map(name = "SNT_TOTALS")]
@@ -50,6 +55,25 @@ static ADDRS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ADDRS_MAX_EN
 
 /// `BPF_NOEXIST`: create only.
 const BPF_NOEXIST: u64 = 1;
+
+#[map(name = "SNT_MACS")]
+static MACS: HashMap<MacKey, u32> = HashMap::with_max_entries(MACS_MAX_ENTRIES, 0);
+
+/// The monitored link's header kind, as userspace set it.
+#[inline(always)]
+pub fn link_kind() -> LinkKind {
+    LinkKind::from_config(CONFIG.get(CONFIG_LINK).copied().unwrap_or(0))
+}
+
+/// The NAS's own MACs besides the interface's (macvlan children, master bridge).
+pub struct OwnMacs;
+
+impl MacSet for OwnMacs {
+    #[inline(always)]
+    fn contains(&self, mac: &[u8; 6]) -> bool {
+        MACS.get_ptr(MacKey::new(*mac)).is_some()
+    }
+}
 
 /// The address tries as the rules' flag source.
 pub struct AddrTries;

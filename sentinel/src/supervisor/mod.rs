@@ -171,6 +171,7 @@ impl Supervisor {
         };
         me.drain = resume::settle(&mut *me.capture, &*me.ledger, &*me.clock, &me.settings)?;
         me.publish_addresses();
+        crate::links::log_link(&me.settings.iface, me.current.ifindex, &me.current.plan);
         me.try_attach(Instant::now());
         Ok((me, shutdown))
     }

@@ -46,12 +46,33 @@ pub enum Launcher {
 impl Daemon {
     /// Starts the daemon on the lab NAS's eth0 with extra environment variables.
     pub fn start(lab: &Lab, pin_dir: &PathBuf, env: &[(&str, &str)]) -> Self {
-        Self::start_with(lab, pin_dir, env, Launcher::Nsenter)
+        Self::launch(&lab.nas, Some("eth0"), pin_dir, env, Launcher::Nsenter)
     }
 
     /// [`Self::start`] through a chosen launcher.
     pub fn start_with(
         lab: &Lab,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+        launcher: Launcher,
+    ) -> Self {
+        Self::launch(&lab.nas, Some("eth0"), pin_dir, env, launcher)
+    }
+
+    /// Starts the daemon in namespace `netns` on `iface` (`None`: MONITOR_IFACE unset, so the
+    /// daemon picks the default route's interface) with extra environment variables.
+    pub fn start_in(
+        netns: &str,
+        iface: Option<&str>,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(netns, iface, pin_dir, env, Launcher::Nsenter)
+    }
+
+    fn launch(
+        netns: &str,
+        iface: Option<&str>,
         pin_dir: &PathBuf,
         env: &[(&str, &str)],
         launcher: Launcher,
@@ -63,17 +84,17 @@ impl Daemon {
         let mut cmd = match launcher {
             Launcher::Nsenter => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/var/run/netns/{}", lab.nas)).arg("--");
+                c.arg(format!("--net=/var/run/netns/{netns}")).arg("--");
                 c
             }
             Launcher::IpNetnsExec => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &lab.nas]);
+                c.args(["netns", "exec", netns]);
                 c
             }
         };
         cmd.arg(env!("CARGO_BIN_EXE_sentinel"))
-            .env("MONITOR_IFACE", "eth0")
+            .env_remove("MONITOR_IFACE")
             .env("PRINT_INTERVAL", "1")
             .env("BPF_PIN_DIR", pin_dir)
             .env("RUST_LOG", "info")
@@ -83,6 +104,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(iface) = iface {
+            cmd.env("MONITOR_IFACE", iface);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -112,7 +136,7 @@ impl Daemon {
             last,
             log,
             pin_dir: pin_dir.clone(),
-            netns: lab.nas.clone(),
+            netns: netns.to_owned(),
         };
         d.wait_for("the first totals line", Duration::from_secs(15), |_| true);
         d

@@ -305,6 +305,7 @@ fn drain(
     table: &mut Arc<PrefixTable>,
 ) -> usize {
     let vnet = ring.vnet();
+    let link = ring.link();
     let mut handled = 0;
     // Bounded: at most every block once, then the caller looks at its flags again.
     for _ in 0..ring.block_count() {
@@ -320,7 +321,7 @@ fn drain(
                 for frame in frames {
                     match frame {
                         Ok(f) => {
-                            tally.count(&f, &**table);
+                            tally.count(&f, link, &**table);
                             read += 1;
                         }
                         Err(e) => {

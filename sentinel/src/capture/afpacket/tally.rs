@@ -13,7 +13,8 @@ use sentinel_common::{
     abi::{Counters, ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey},
     account::account,
     addr::AddrFlags,
-    frame::{self, Frame},
+    frame::{self, Frame, LinkKind},
+    owner::{self, MacSet},
     record::{self, CounterStore},
 };
 
@@ -24,7 +25,6 @@ use crate::capture::KernelTotals;
 pub(crate) const PACKET_HOST: u8 = 0;
 pub(crate) const PACKET_BROADCAST: u8 = 1;
 pub(crate) const PACKET_MULTICAST: u8 = 2;
-#[cfg(test)]
 pub(crate) const PACKET_OTHERHOST: u8 = 3;
 pub(crate) const PACKET_OUTGOING: u8 = 4;
 
@@ -59,11 +59,13 @@ impl Frame for Captured<'_> {
     }
 }
 
-/// Which frames are the NAS's own traffic: received for it (unicast, broadcast, multicast) or
-/// sent by it. PACKET_OTHERHOST frames are other hosts' traffic that a promiscuous interface (a
-/// bridge port, a VM host, a capture tool's promiscuous mode) also delivers; the seed counted
-/// them (reference/seed-behavior.md D9), we do not. PACKET_LOOPBACK never reaches a packet
-/// socket (`tpacket_rcv` drops it); anything else is not an interface's traffic either.
+/// Which packet types can be the NAS's own traffic: received for it (unicast, broadcast,
+/// multicast), sent by it, or received for another MAC (PACKET_OTHERHOST), which
+/// [`owner::check`] then decides by the MAC set: a macvlan child's frames are the NAS's, other
+/// hosts' frames that a promiscuous interface (a bridge port, a VM host, a capture tool's
+/// promiscuous mode) also delivers are not (the seed counted them, defect D9).
+/// PACKET_LOOPBACK never reaches a packet socket (`tpacket_rcv` drops it); anything else is not
+/// an interface's traffic either.
 pub(crate) fn is_own_traffic(pkttype: u8) -> bool {
     matches!(
         pkttype,
@@ -76,13 +78,17 @@ pub(crate) fn is_own_traffic(pkttype: u8) -> bool {
 /// `gso_segs` (`tcp_set_skb_tso_segs`, and GRO merges equal segments but the last). 0 for a
 /// plain packet or when there is no header. A protocol without a known transport header counts
 /// its whole IP payload (what `account` notes as `GsoNoL4`).
-pub(crate) fn gso_segments<F: Frame + ?Sized>(frame: &F, vnet: Option<VnetHdr>) -> u32 {
+pub(crate) fn gso_segments<F: Frame + ?Sized>(
+    frame: &F,
+    link: LinkKind,
+    vnet: Option<VnetHdr>,
+) -> u32 {
     let Some(v) = vnet else { return 0 };
     if v.gso_type == VIRTIO_NET_HDR_GSO_NONE || v.gso_size == 0 {
         return 0;
     }
     // A frame that does not parse is reported by `account` itself.
-    let Ok(ip) = frame::parse(frame) else {
+    let Ok(ip) = frame::parse_link(frame, link) else {
         return 0;
     };
     let l4 = frame::l4_header_len(frame, &ip).unwrap_or(0);
@@ -140,23 +146,32 @@ impl Tally {
         }
     }
 
-    /// Counts one frame from the ring: the function every ring frame goes through.
-    pub(crate) fn count<A: AddrFlags + ?Sized>(&mut self, f: &RingFrame<'_>, table: &A) {
+    /// Counts one frame from the ring of a `link` link: the function every ring frame goes
+    /// through.
+    pub(crate) fn count<A: AddrFlags + MacSet + ?Sized>(
+        &mut self,
+        f: &RingFrame<'_>,
+        link: LinkKind,
+        table: &A,
+    ) {
         self.stats.frames += 1;
-        if !is_own_traffic(f.pkttype) {
+        let frame = Captured::new(f);
+        let other_host = f.pkttype == PACKET_OTHERHOST;
+        if !other_host && !is_own_traffic(f.pkttype) {
             self.stats.foreign += 1;
-            // The same error slot as the kernel program's, so both backends report it alike.
-            if u32::from(f.pkttype) == sentinel_common::abi::PACKET_OTHERHOST {
-                record::count_error(self, ErrorKind::OtherHost);
-            }
             return;
         }
-        let frame = Captured::new(f);
-        let segs = gso_segments(&frame, f.vnet);
+        if let Err(kind) = owner::check(&frame, link, other_host, table) {
+            // The same error slot as the kernel program's, so both backends report it alike.
+            self.stats.foreign += 1;
+            record::count_error(self, kind);
+            return;
+        }
+        let segs = gso_segments(&frame, link, f.vnet);
         if segs > 1 {
             self.stats.super_packets += 1;
         }
-        match account(&frame, segs, table) {
+        match account(&frame, link, segs, table) {
             Ok(acc) => record::record(self, &acc),
             Err(kind) => record::count_error(self, kind),
         }
@@ -246,7 +261,11 @@ mod tests {
     fn the_frame_length_is_tp_len_not_the_snap() {
         let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
         let mut t = Tally::default();
-        t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table());
+        t.count(
+            &ring_frame(&f, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         let up = t.totals.get(Verdict::Up, FAMILY_V4);
         assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1042));
         assert_eq!(t.error_count(ErrorKind::LengthBeyondFrame), 0);
@@ -260,10 +279,14 @@ mod tests {
     fn other_hosts_frames_are_not_counted() {
         let f = udp4([192, 168, 1, 99], [198, 51, 100, 7], 500);
         let mut t = Tally::default();
-        t.count(&ring_frame(&f, PACKET_OTHERHOST, 128), &table());
+        t.count(
+            &ring_frame(&f, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         // PACKET_LOOPBACK (5), PACKET_USER (6), PACKET_KERNEL (7) neither.
         for pkttype in [5, 6, 7] {
-            t.count(&ring_frame(&f, pkttype, 128), &table());
+            t.count(&ring_frame(&f, pkttype, 128), LinkKind::Ethernet, &table());
         }
         assert_eq!(t.totals.slots, KernelTotals::default().slots);
         assert_eq!(
@@ -274,10 +297,64 @@ mod tests {
         assert_eq!((t.stats.frames, t.stats.foreign), (4, 4));
         // Broadcast and multicast frames are the NAS's and go through the rules (here: LAN).
         let b = udp4([192, 168, 1, 10], [255, 255, 255, 255], 100);
-        t.count(&ring_frame(&b, PACKET_BROADCAST, 128), &table());
+        t.count(
+            &ring_frame(&b, PACKET_BROADCAST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         let m = udp4([192, 168, 1, 10], [239, 255, 255, 250], 100);
-        t.count(&ring_frame(&m, PACKET_MULTICAST, 128), &table());
+        t.count(
+            &ring_frame(&m, PACKET_MULTICAST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         assert_eq!(t.totals.verdict(Verdict::Lan).packets, 2);
+    }
+
+    #[test]
+    fn frames_for_a_macvlan_childs_mac_count_and_other_hosts_do_not() {
+        let child = [0x02, 0xaa, 0, 0, 0, 0x07];
+        let table = AddressPlan {
+            locals: vec!["192.168.1.10".parse().expect("addr")],
+            own_macs: vec![child],
+            ..AddressPlan::default()
+        }
+        .table();
+        // A download of the child container (its private address is inside by the built-in set).
+        let mut down = udp4([198, 51, 100, 7], [192, 168, 1, 77], 1028);
+        down[..6].copy_from_slice(&child);
+        let mut t = Tally::default();
+        t.count(
+            &ring_frame(&down, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
+        let d = t.totals.get(Verdict::Down, FAMILY_V4);
+        assert_eq!((d.packets, d.ip_bytes), (1, 1028));
+        // The same frame for another host's MAC stays out.
+        down[5] = 0x08;
+        t.count(
+            &ring_frame(&down, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
+        assert_eq!(t.totals.get(Verdict::Down, FAMILY_V4).packets, 1);
+        assert_eq!(t.error_count(ErrorKind::OtherHost), 1);
+        assert_eq!(t.stats.foreign, 1);
+    }
+
+    #[test]
+    fn raw_ip_frames_count_from_their_first_byte() {
+        let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
+        let raw = &f[14..];
+        let mut t = Tally::default();
+        t.count(
+            &ring_frame(raw, PACKET_OUTGOING, 128),
+            LinkKind::RawIp,
+            &table(),
+        );
+        let up = t.totals.get(Verdict::Up, FAMILY_V4);
+        assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1028));
     }
 
     #[test]
@@ -296,18 +373,27 @@ mod tests {
             gso_type: 4,
             gso_size: 1448,
         });
-        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 3);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            3
+        );
         let mut t = Tally::default();
-        t.count(&rf, &table());
+        t.count(&rf, LinkKind::Ethernet, &table());
         let down = t.totals.get(Verdict::Down, FAMILY_V6);
         assert_eq!(down.packets, 3);
         assert_eq!(down.ip_bytes, 40 + 32 + 4000 + 2 * (40 + 32));
         assert_eq!(t.stats.super_packets, 1);
         // GSO_NONE, or no header at all: one packet.
         rf.vnet = Some(VnetHdr::default());
-        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 0);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            0
+        );
         rf.vnet = None;
-        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 0);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            0
+        );
     }
 
     #[test]
@@ -315,12 +401,24 @@ mod tests {
         let mut t = Tally::with_capacity(32);
         let table = table();
         let keep = udp4([192, 168, 1, 10], [198, 51, 100, 1], 100);
-        t.count(&ring_frame(&keep, PACKET_OUTGOING, 128), &table);
+        t.count(
+            &ring_frame(&keep, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
         for i in 0..100u8 {
             let f = udp4([192, 168, 1, 10], [203, 0, 113, i], 100);
-            t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table);
+            t.count(
+                &ring_frame(&f, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
             // A remote already in the map keeps counting when the map is full.
-            t.count(&ring_frame(&keep, PACKET_OUTGOING, 128), &table);
+            t.count(
+                &ring_frame(&keep, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
         }
         let (remotes, other) = t.take_remotes();
         assert_eq!(remotes.len(), 32);
@@ -342,7 +440,11 @@ mod tests {
         // Handed over once: the next take starts from zero, and the map has room again.
         assert_eq!(t.take_remotes(), (Vec::new(), RemoteCounters::default()));
         let f = udp4([192, 168, 1, 10], [203, 0, 113, 99], 100);
-        t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table);
+        t.count(
+            &ring_frame(&f, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
         let (remotes, other) = t.take_remotes();
         assert_eq!(remotes.len(), 1);
         assert_eq!(other, RemoteCounters::default());
@@ -385,7 +487,7 @@ mod tests {
             );
             let mut t = Tally::default();
             for f in walk(&b, true).expect("synthetic block") {
-                t.count(&f.expect("synthetic frame"), &table);
+                t.count(&f.expect("synthetic frame"), v.link, &table);
             }
             if let Err(why) = check(v.expect, &t) {
                 failures.push(format!("{} ({}): {why}", v.id, v.case));

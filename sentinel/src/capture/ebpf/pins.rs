@@ -20,6 +20,7 @@ use sentinel_common::abi::{
     MAP_CONFIG, MAP_ERRORS, MAP_OVERFLOW, MAP_REMOTES_A, MAP_REMOTES_B, MAP_TOTALS, OVERFLOW_SLOTS,
     REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
 };
+use sentinel_common::abi::{MACS_MAX_ENTRIES, MAP_MACS};
 
 /// Where bpffs is mounted on every system we know.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -41,7 +42,7 @@ struct MapSpec {
 const RETIRED: [&str; 1] = ["SNT_REMOTES"];
 
 /// The maps this build pins, with their expected layout.
-const SPECS: [MapSpec; 8] = [
+const SPECS: [MapSpec; 9] = [
     MapSpec {
         name: MAP_TOTALS,
         map_type: MapType::PerCpuArray,
@@ -97,6 +98,14 @@ const SPECS: [MapSpec; 8] = [
         key_size: 4,
         value_size: 8,
         max_entries: CONFIG_SLOTS,
+    },
+    // The link-layer block: the NAS's own MACs (sentinel_common::owner).
+    MapSpec {
+        name: MAP_MACS,
+        map_type: MapType::Hash,
+        key_size: 8,
+        value_size: 4,
+        max_entries: MACS_MAX_ENTRIES,
     },
 ];
 
