@@ -4,13 +4,16 @@
 //! Per-remote counters live in two maps; the config slot `CONFIG_SIDE` says which one this run
 //! adds to (see `sentinel_common::abi`'s per-remote block). Nothing here ever deletes: the drain
 //! deletes from the side no program writes any more, after an RCU grace period.
+//!
+//! Every map is a BTF map (`.maps` section): the kernel gets the key and value types with it, so
+//! `bpftool map dump` prints field names (`packets`, `ip_bytes`, ...) instead of raw hex.
 
 use aya_ebpf::{
-    macros::map,
-    maps::{
+    btf_maps::{
         Array, HashMap, PerCpuArray, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
+    macros::btf_map,
 };
 use sentinel_common::{
     abi::{
@@ -27,37 +30,38 @@ use sentinel_common::{
     owner::MacSet,
 };
 
-#[map(name = "SNT_TOTALS")]
-static TOTALS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
+#[btf_map(name = "SNT_TOTALS")]
+static TOTALS: PerCpuArray<Counters, { TOTALS_SLOTS as usize }> = PerCpuArray::new();
 
-#[map(name = "SNT_REMOTES_A")]
-static REMOTES_A: PerCpuHashMap<RemoteKey, RemoteCounters> =
-    PerCpuHashMap::with_max_entries(REMOTES_MAX_ENTRIES, 0);
+#[btf_map(name = "SNT_REMOTES_A")]
+static REMOTES_A: RemoteMap = PerCpuHashMap::new();
 
-#[map(name = "SNT_REMOTES_B")]
-static REMOTES_B: PerCpuHashMap<RemoteKey, RemoteCounters> =
-    PerCpuHashMap::with_max_entries(REMOTES_MAX_ENTRIES, 0);
+#[btf_map(name = "SNT_REMOTES_B")]
+static REMOTES_B: RemoteMap = PerCpuHashMap::new();
 
-#[map(name = "SNT_OVERFLOW")]
-static OVERFLOW: PerCpuArray<RemoteCounters> = PerCpuArray::with_max_entries(OVERFLOW_SLOTS, 0);
+/// The type of both per-remote maps.
+type RemoteMap = PerCpuHashMap<RemoteKey, RemoteCounters, { REMOTES_MAX_ENTRIES as usize }>;
 
-#[map(name = "SNT_ERRORS")]
-static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
+#[btf_map(name = "SNT_OVERFLOW")]
+static OVERFLOW: PerCpuArray<RemoteCounters, { OVERFLOW_SLOTS as usize }> = PerCpuArray::new();
 
-#[map(name = "SNT_CONFIG")]
-static CONFIG: Array<u64> = Array::with_max_entries(CONFIG_SLOTS, 0);
+#[btf_map(name = "SNT_ERRORS")]
+static ERRORS: PerCpuArray<u64, { ERROR_SLOTS as usize }> = PerCpuArray::new();
 
-#[map(name = "SNT_ADDRS_V4")]
-static ADDRS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
+#[btf_map(name = "SNT_CONFIG")]
+static CONFIG: Array<u64, { CONFIG_SLOTS as usize }> = Array::new();
 
-#[map(name = "SNT_ADDRS_V6")]
-static ADDRS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
+#[btf_map(name = "SNT_ADDRS_V4")]
+static ADDRS_V4: LpmTrie<[u8; 4], u32, { ADDRS_MAX_ENTRIES as usize }> = LpmTrie::new();
+
+#[btf_map(name = "SNT_ADDRS_V6")]
+static ADDRS_V6: LpmTrie<[u8; 16], u32, { ADDRS_MAX_ENTRIES as usize }> = LpmTrie::new();
 
 /// `BPF_NOEXIST`: create only.
 const BPF_NOEXIST: u64 = 1;
 
-#[map(name = "SNT_MACS")]
-static MACS: HashMap<MacKey, u32> = HashMap::with_max_entries(MACS_MAX_ENTRIES, 0);
+#[btf_map(name = "SNT_MACS")]
+static MACS: HashMap<MacKey, u32, { MACS_MAX_ENTRIES as usize }> = HashMap::new();
 
 /// The monitored link's header kind, as userspace set it.
 #[inline(always)]
@@ -91,7 +95,7 @@ impl AddrFlags for AddrTries {
         if skip(builtin, SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC) {
             return 0;
         }
-        ADDRS_V4.get(Key::new(32, addr)).copied().unwrap_or(0)
+        ADDRS_V4.get(&Key::new(32, addr)).copied().unwrap_or(0)
     }
 
     #[inline(always)]
@@ -99,7 +103,7 @@ impl AddrFlags for AddrTries {
         if skip(builtin, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC) {
             return 0;
         }
-        ADDRS_V6.get(Key::new(128, *addr)).copied().unwrap_or(0)
+        ADDRS_V6.get(&Key::new(128, *addr)).copied().unwrap_or(0)
     }
 }
 
@@ -122,7 +126,7 @@ impl KernelCounters {
 /// This CPU's value of `key` in `map`, created at zero when missing; `None` when the map is full.
 #[inline(always)]
 fn remote_in(
-    map: &PerCpuHashMap<RemoteKey, RemoteCounters>,
+    map: &RemoteMap,
     key: &RemoteKey,
 ) -> Option<*mut RemoteCounters> {
     match map.get_ptr_mut(key) {

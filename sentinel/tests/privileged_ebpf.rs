@@ -461,3 +461,42 @@ fn draining_while_the_program_runs_reads_every_byte_exactly_once() {
     );
     drop(writer);
 }
+
+/// The maps carry BTF: `bpftool map dump` prints field names, not raw hex (docs/operations.md).
+#[test]
+fn bpftool_dumps_show_field_names() {
+    let pins = Pins(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/sentinel-test-{}-btf",
+        std::process::id()
+    )));
+    let classifier = KernelClassifier::load_pinned(&pins.0).expect("load pinned");
+    for (map, field) in [
+        ("SNT_TOTALS", "ip_bytes"),
+        ("SNT_ERRORS", "value"),
+        ("SNT_OVERFLOW", "down_bytes"),
+    ] {
+        let out = std::process::Command::new("bpftool")
+            .args(["map", "dump", "pinned"])
+            .arg(pins.0.join(map))
+            .output()
+            .expect("running bpftool (installed by cargo xtask setup)");
+        assert!(out.status.success(), "bpftool failed on {map}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("\"{field}\"")),
+            "{map}: no field {field:?} in the dump: {text}"
+        );
+        assert!(
+            !text.contains("value:"),
+            "{map}: raw hex instead of BTF-formatted values: {text}"
+        );
+    }
+    let show = std::process::Command::new("bpftool")
+        .args(["map", "show", "pinned"])
+        .arg(pins.0.join("SNT_REMOTES_A"))
+        .output()
+        .expect("bpftool map show");
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("btf_id"), "the remote map carries BTF: {text}");
+    drop(classifier);
+}
