@@ -133,33 +133,55 @@ pub(super) fn drain(ebpf: &mut Ebpf, side: &mut u32) -> Result<RemoteRead, EbpfE
 }
 
 /// Reads the idle side whole, then deletes what it read and zeroes its overflow slot.
+///
+/// Exact also when something fails: a failed read deletes nothing (the next drain reads it all),
+/// and an entry (or the overflow) that cannot be deleted (or zeroed) is left out of this read and
+/// stays in the map for the next drain, so nothing is lost and nothing is reported twice.
 fn read_and_clear(ebpf: &mut Ebpf, idle: u32) -> Result<RemoteRead, EbpfError> {
     let name = map_name(idle);
-    let mut out = RemoteRead::default();
+    let mut read = Vec::new();
     let mut map = remotes_map(ebpf, idle)?;
     for entry in map.iter() {
         let (key, values) = entry.map_err(map_err(name, "iterate"))?;
-        out.remotes.push((key, sum(&values)));
+        read.push((key, sum(&values)));
     }
-    for (key, _) in &out.remotes {
-        map.remove(key).map_err(map_err(name, "delete"))?;
+    let mut out = RemoteRead::default();
+    let mut kept = 0usize;
+    for (key, counters) in read {
+        match map.remove(&key) {
+            Ok(()) if counters != RemoteCounters::default() => out.remotes.push((key, counters)),
+            Ok(()) => {}
+            Err(e) => {
+                kept += 1;
+                tracing::debug!(map = name, error = %e, "deleting a drained remote failed; it is read again next time");
+            }
+        }
+    }
+    if kept > 0 {
+        tracing::warn!(
+            map = name,
+            kept,
+            "some drained remotes could not be deleted; they are reported by a later drain"
+        );
     }
     let mut overflow = overflow_map(ebpf)?;
     let values = overflow
         .get(&idle, 0)
         .map_err(map_err(MAP_OVERFLOW, "read"))?;
-    out.other = sum(&values);
-    if out.other != RemoteCounters::default() {
+    let other = sum(&values);
+    if other != RemoteCounters::default() {
         let zeros = vec![RemoteCounters::default(); values.iter().count()];
-        let zeros = PerCpuValues::try_from(zeros).map_err(|e| EbpfError::Map {
-            map: MAP_OVERFLOW,
-            action: "zero",
-            source: aya::maps::MapError::IoError(e),
-        })?;
-        overflow
-            .set(idle, zeros, 0)
-            .map_err(map_err(MAP_OVERFLOW, "zero"))?;
+        let zeroed = PerCpuValues::try_from(zeros)
+            .map_err(aya::maps::MapError::IoError)
+            .and_then(|zeros| overflow.set(idle, zeros, 0));
+        match zeroed {
+            Ok(()) => out.other = other,
+            Err(e) => tracing::warn!(
+                map = MAP_OVERFLOW,
+                error = %e,
+                "zeroing the drained overflow failed; it is reported by a later drain"
+            ),
+        }
     }
-    out.remotes.retain(|(_, c)| *c != RemoteCounters::default());
     Ok(out)
 }
