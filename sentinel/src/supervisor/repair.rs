@@ -181,7 +181,7 @@ impl Supervisor {
                 tracing::error!(error = %crate::error_chain(&e), "updating the address plan failed; the previous one stays in force");
                 return;
             }
-            tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, "addresses changed");
+            tracing::info!(locals = ?next.plan.locals, lan_prefixes = ?next.plan.lan_prefixes, grace_prefixes = ?next.grace_prefixes, own_macs = %crate::links::format_macs(&next.plan.own_macs), link = ?next.plan.link, "addresses changed");
         }
         let changed = next.ifindex != self.current.ifindex;
         self.current = next;
