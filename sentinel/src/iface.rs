@@ -29,6 +29,9 @@ pub enum IfaceError {
     /// getifaddrs failed.
     #[error("listing interface addresses failed")]
     Addresses(#[source] nix::Error),
+    /// The link type or the link's MAC set could not be read.
+    #[error(transparent)]
+    Link(#[from] crate::links::LinkError),
 }
 
 /// The interface of the default route: IPv4 first (lowest metric), then IPv6.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod drain;
 pub mod healthcheck;
 pub mod iface;
+pub mod links;
 pub mod lock;
 pub mod meter;
 pub mod run;

@@ -1,5 +1,7 @@
 //! Entry point: parse and validate the configuration, set up logging, run.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::Parser as _;
 use sentinel::config::{Cli, Command, LogFormat};
@@ -19,8 +21,10 @@ fn main() -> anyhow::Result<()> {
         };
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: `docker logs`, journald and files get plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => logs.init(),

@@ -44,9 +44,14 @@ pub struct CaptureStatus {
     pub pin_dir: Option<PathBuf>,
     /// Whether the maps were reused from an earlier run.
     pub maps_reused: bool,
-    /// Entries in the per-remote map, and its capacity.
+    /// Whether the counters and attachments survive a restart of the daemon (durable pins).
+    pub counters_survive_restart: bool,
+    /// Why they do or do not.
+    pub durability_reason: String,
+    /// Remotes the last drain read (those that moved since the drain before it): how full the
+    /// per-remote map got between two drains.
     pub remotes_in_map: usize,
-    /// Capacity of the per-remote map.
+    /// Capacity of the per-remote map between two drains (beyond it, bytes go to "other").
     pub remotes_capacity: u32,
     /// Monotonic counters as last read from the backend.
     pub counters: KernelTotals,

@@ -144,6 +144,8 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
             "program_id": c.program_id,
             "pin_dir": c.pin_dir.as_ref().map(|p| p.display().to_string()),
             "maps_reused": c.maps_reused,
+            "counters_survive_restart": c.counters_survive_restart,
+            "counters_survive_restart_reason": c.durability_reason,
             "remote_map_entries": c.remotes_in_map, "remote_map_capacity": c.remotes_capacity,
             "last_drain": c.last_drain.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| local_rfc3339(zone, d.as_secs() as i64)),

@@ -155,7 +155,7 @@ pub fn render(state: &ApiState) -> String {
     out.family(
         "sentinel_remote_map_entries",
         "gauge",
-        "Entries in the per-remote map.",
+        "Remotes the last drain read from the per-remote map (those that moved in the last period).",
     );
     out.sample("sentinel_remote_map_entries", &[], c.remotes_in_map);
     out.family(

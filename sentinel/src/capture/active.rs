@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::ebpf::durability::Durability;
 use super::{
     AttachMode, Attached, Backend, BackendError, BackendKind, Capture, Snapshot,
     afpacket::{self, AfPacketBackend},
@@ -107,6 +108,10 @@ impl Capture for EbpfCapture {
         self.k.pin_dir().map(Into::into)
     }
 
+    fn durability(&self) -> Durability {
+        self.k.durability().clone()
+    }
+
     fn program_id(&self) -> Option<u32> {
         self.k.program_id()
     }
@@ -161,6 +166,15 @@ impl Capture for AfPacketCapture {
 
     fn pin_dir(&self) -> Option<PathBuf> {
         None
+    }
+
+    fn durability(&self) -> Durability {
+        Durability {
+            survives_restart: false,
+            reason: "the AF_PACKET ring counts in the daemon's memory: traffic while it is \
+                     stopped is not seen"
+                .into(),
+        }
     }
 
     fn program_id(&self) -> Option<u32> {

@@ -1,8 +1,10 @@
 //! Capture backends: where the counters come from. Only this module knows aya and AF_PACKET.
 //!
-//! A backend exposes *monotonic* counters (never reset while it lives): direction totals per
-//! verdict and family, error counters, and per-remote counters. The drain turns successive
-//! [`Snapshot`]s into deltas; it must not know which backend produced them.
+//! A backend exposes *monotonic* counters (never reset while it lives), direction totals per
+//! verdict and family and error counters, and hands over the per-remote counters that grew since
+//! its previous snapshot (read once, then forgotten by the backend), with what it had no room to
+//! keep per remote. The drain turns successive [`Snapshot`]s into deltas; it must not know which
+//! backend produced them.
 //!
 //! The daemon drives whichever backend runs through one trait, [`Capture`]: attach, detach,
 //! check the attachment, push addresses, read counters. It never asks which backend it has.
@@ -92,6 +94,8 @@ pub trait Capture: Send {
     fn counters_reused(&self) -> bool;
     /// The pin directory, if the backend pins.
     fn pin_dir(&self) -> Option<std::path::PathBuf>;
+    /// Whether the counters and attachments outlive this process, and why (docs/operations.md).
+    fn durability(&self) -> ebpf::durability::Durability;
     /// The kernel program id, if there is one.
     fn program_id(&self) -> Option<u32>;
     /// Attaches to `iface` (replacing an earlier attachment); the attach mode, if the backend has
@@ -113,7 +117,8 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Replaces the address plan the classification uses.
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError>;
-    /// The current monotonic counters.
+    /// The current monotonic counters, and the per-remote growth since the previous call (each
+    /// byte is handed over once).
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
 }
 
@@ -130,13 +135,17 @@ pub struct BackendError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// Monotonic counters at one instant.
+/// Monotonic counters at one instant, and the per-remote growth since the previous snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Direction totals and error counters.
     pub totals: KernelTotals,
-    /// Per-remote counters (an entry may vanish when the backend evicts it).
+    /// Each remote that moved since the previous snapshot, with what it added.
     pub remotes: Vec<(RemoteKey, RemoteCounters)>,
+    /// Public traffic since the previous snapshot that the backend could not keep per remote
+    /// (more distinct remotes than it holds between two snapshots); stored as "other". Over time,
+    /// per-remote sums plus this equal the up and down totals.
+    pub other_remotes: RemoteCounters,
     /// Frames the backend saw but could not count (ring overruns, socket drops); monotonic.
     pub drops: u64,
 }
@@ -158,12 +167,9 @@ impl KernelTotals {
 
     /// One verdict, both families added.
     pub fn verdict(&self, verdict: Verdict) -> Counters {
-        let (a, b) = (self.get(verdict, 0), self.get(verdict, 1));
-        Counters {
-            packets: a.packets + b.packets,
-            ip_bytes: a.ip_bytes + b.ip_bytes,
-            wire_bytes: a.wire_bytes + b.wire_bytes,
-        }
+        let mut sum = self.get(verdict, 0);
+        sum.add(&self.get(verdict, 1));
+        sum
     }
 
     /// The count of one error kind.

@@ -99,6 +99,12 @@ impl Capture for FakeCapture {
     fn pin_dir(&self) -> Option<std::path::PathBuf> {
         None
     }
+    fn durability(&self) -> crate::capture::ebpf::durability::Durability {
+        crate::capture::ebpf::durability::Durability {
+            survives_restart: true,
+            reason: "a fake".into(),
+        }
+    }
     fn program_id(&self) -> Option<u32> {
         Some(7)
     }

@@ -140,6 +140,7 @@ impl Supervisor {
         } = inputs;
         let current = iface.read()?;
         let capture = factory.start(&settings.iface, &current.plan)?;
+        let durability = capture.durability();
         status::update(&out.status, |s| {
             *s = CaptureStatus {
                 backend: capture.kind().as_str(),
@@ -147,6 +148,8 @@ impl Supervisor {
                 ifindex: current.ifindex,
                 pin_dir: capture.pin_dir(),
                 maps_reused: capture.counters_reused(),
+                counters_survive_restart: durability.survives_restart,
+                durability_reason: durability.reason,
                 remotes_capacity: REMOTES_MAX_ENTRIES,
                 lan_mode: settings.lan_mode,
                 ..CaptureStatus::default()
@@ -168,6 +171,7 @@ impl Supervisor {
         };
         me.drain = resume::settle(&mut *me.capture, &*me.ledger, &*me.clock, &me.settings)?;
         me.publish_addresses();
+        crate::links::log_link(&me.settings.iface, me.current.ifindex, &me.current.plan);
         me.try_attach(Instant::now());
         Ok((me, shutdown))
     }
@@ -302,6 +306,7 @@ impl Supervisor {
             up,
             down,
             remotes: &remotes,
+            other_remotes: deltas.other_remotes,
             checkpoint: Some(checkpoint.to_bytes()),
         });
         let sample = SpeedSample {

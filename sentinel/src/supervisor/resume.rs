@@ -105,6 +105,7 @@ pub(super) fn settle(
             up: Default::default(),
             down: Default::default(),
             remotes: &[],
+            other_remotes: Default::default(),
             checkpoint: Some(bytes.clone()),
         });
         ledger.flush()

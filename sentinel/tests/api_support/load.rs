@@ -142,6 +142,7 @@ pub fn build_year(remotes_per_day: u64, save_interval: Duration) -> anyhow::Resu
             down: counters(rng.next() % 8_000_000_000),
             remotes: &list,
             checkpoint: None,
+            ..Sample::default()
         });
         hours += 1;
         t += 3600;
@@ -157,6 +158,7 @@ pub fn build_year(remotes_per_day: u64, save_interval: Duration) -> anyhow::Resu
         down: counters(987_654_321),
         remotes: &list,
         checkpoint: None,
+        ..Sample::default()
     });
     Ok(Year {
         dir,
@@ -286,6 +288,7 @@ impl Server {
                                     down: counters(5_000_000 + n),
                                     remotes: &remotes,
                                     checkpoint: Some(vec![7u8; 96]),
+                                    ..Sample::default()
                                 });
                                 state.speed.lock().unwrap_or_else(|p| p.into_inner()).push(SpeedSample {
                                     ts_ms: at * 1000,

@@ -104,6 +104,7 @@ pub fn record(store: &Store, at: i64, up: u64, down: u64, remotes: &[Remote]) {
         down: counters(down),
         remotes: &list,
         checkpoint: None,
+        ..Sample::default()
     });
 }
 
@@ -141,6 +142,8 @@ pub fn capture_status(state: CaptureState) -> CaptureStatus {
         program_id: Some(42),
         pin_dir: Some("/sys/fs/bpf/sentinel".into()),
         maps_reused: false,
+        counters_survive_restart: true,
+        durability_reason: "bpffs was already mounted at the pin directory".into(),
         remotes_in_map: 17,
         remotes_capacity: 65536,
         counters,
