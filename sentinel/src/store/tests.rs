@@ -344,3 +344,22 @@ fn a_version_1_database_is_backed_up_and_upgraded_with_its_totals_rebuilt() {
     assert_eq!(left, 1);
     assert_eq!(today_up(&store), 1);
 }
+
+/// Health asks whether the writer thread runs: true while it does, false once it stopped (a
+/// stopped writer flushes nothing more).
+#[test]
+fn writer_alive_follows_the_writer_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zone = Zone::parse("UTC").expect("zone");
+    let store = Store::open(
+        dir.path().join("traffic.db"),
+        zone,
+        options(Duration::from_secs(3600)),
+    )
+    .expect("open");
+    assert!(store.writer_alive());
+    assert_eq!(store.save_interval(), Duration::from_secs(3600));
+    store.stop().expect("final flush");
+    assert!(!store.writer_alive());
+    assert!(matches!(store.flush_now(), Err(FlushError::WriterGone)));
+}
