@@ -277,10 +277,13 @@ impl ErrorKind {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are `#[repr(C)]` plain integers and byte arrays with explicit padding;
-    // every bit pattern is valid.
+    // SAFETY: (all four) `#[repr(C)]` plain integers and byte arrays with explicit padding fields
+    // and a size assertion each: no implicit padding, and every bit pattern is a valid value.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RemoteKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RemoteCounters {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::MacKey {}
 }

@@ -125,10 +125,7 @@ impl KernelCounters {
 
 /// This CPU's value of `key` in `map`, created at zero when missing; `None` when the map is full.
 #[inline(always)]
-fn remote_in(
-    map: &RemoteMap,
-    key: &RemoteKey,
-) -> Option<*mut RemoteCounters> {
+fn remote_in(map: &RemoteMap, key: &RemoteKey) -> Option<*mut RemoteCounters> {
     match map.get_ptr_mut(key) {
         Some(ptr) => Some(ptr),
         None => {

@@ -11,6 +11,12 @@
 //! CPU); every datagram the sender's `sendmmsg` accepted crosses the tap at eth0, so the sender's
 //! count is the ground truth. The last row floods from two threads, one per core, which leaves the
 //! reader no core of its own: that is where drops show (and must add up with the counts).
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 #[path = "../tests/afpacket_lab/mod.rs"]
 #[expect(

@@ -9,6 +9,12 @@
 //! [--seconds N] [--remotes N]` (`cargo xtask bench api [--quick]`). `--quick`: 2 s phases and a
 //! smaller remote list, a smoke test of the benchmark itself. Goal: every p99 under 20 ms in the
 //! paced phase, with the drain's record time unchanged.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 #[path = "../tests/api_support/load.rs"]
 mod load;

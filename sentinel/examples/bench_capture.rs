@@ -4,6 +4,12 @@
 //! daemon's CPU ticks over a window with no remote ever seen and again after 20,000 distinct
 //! remotes were seen, side by side (the drain must cost the same), and its RSS after a full remote
 //! map. Needs root.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 use std::{
     io::{BufRead, BufReader},

@@ -1,6 +1,12 @@
 //! `cargo xtask bench classifier`: the eBPF program's per-packet cost through BPF_PROG_TEST_RUN,
 //! beside an empty TC program measured in the same run, and the userspace classifier's frames per
 //! second on one core. Needs root.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 use std::time::{Duration, Instant};
 

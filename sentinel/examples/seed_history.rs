@@ -1,6 +1,12 @@
 //! Fills a history database with plausible traffic (a daily rhythm, weekends busier, a few
 //! dozen remotes a day) for the browser tests, screenshots and demos:
 //! `seed_history <db path> [days] [TZ]`. Deterministic: the same arguments give the same data.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 use std::{net::IpAddr, sync::Arc};
 

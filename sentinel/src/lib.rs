@@ -19,6 +19,7 @@ pub mod run;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod timebucket;
 

@@ -1,5 +1,11 @@
 //! Test and benchmark support: turns rows of the shared vector table
-//! ([`sentinel_common::vectors`]) into frames, address plans and remote keys.
+//! ([`sentinel_common::vectors`]) into frames, address plans and remote keys. Built only for tests
+//! and with the `testkit` feature (the integration tests and benchmarks turn it on); a bad row of
+//! the table is a bug in the test, so it panics with the row's id.
+#![allow(
+    clippy::panic,
+    reason = "test support: a malformed vector row must stop the test that uses it"
+)]
 
 use std::net::IpAddr;
 

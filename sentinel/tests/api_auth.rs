@@ -1,6 +1,12 @@
 //! Optional Basic auth (`WEB_AUTH=user:password`): the dashboard, its files and the API need the
 //! credentials; `/api/health` and `/metrics` are exempt when configured so; no malformed header
 //! gets anything but a 401.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

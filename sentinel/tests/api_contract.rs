@@ -6,6 +6,12 @@
 //! Where our answer deliberately differs from the seed's, the test asserts ours and says why next
 //! to it (the defect numbers are those of reference section 7, the new fields those of
 //! static/API-CONTRACT.md).
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

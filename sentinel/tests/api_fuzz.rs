@@ -5,6 +5,12 @@
 //!
 //! Seeded and bounded: `API_FUZZ_SEED` and `API_FUZZ_CASES` reproduce or extend a run; by default
 //! 4,000 cases or 8 seconds, whichever comes first.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

@@ -1,6 +1,12 @@
 //! `/api/health`: 200 only while capture runs and storage works; 503 with the reason while capture
 //! is starting or down, or while flushes fail (the seed always said ok, D31). Status and metrics
 //! tell the same story.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

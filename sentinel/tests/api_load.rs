@@ -3,6 +3,12 @@
 //! capture-like drain records into the store beside it. Every request must succeed; the p50/p99
 //! per endpoint are printed (`--nocapture`). Latency goals are judged by the release-built
 //! benchmark (`cargo xtask bench api`), not by this debug build.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

@@ -2,6 +2,12 @@
 //! labels and values against a known capture status, and checked line by line against the
 //! exposition format's grammar (which that lenient parser does not enforce: it skips lines it
 //! cannot read), label escaping included. Naming follows Prometheus's conventions.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

@@ -2,6 +2,12 @@
 //! head or nothing at all cannot hold the shutdown past its grace, the connection cap holds, idle
 //! connections are dropped after the header-read timeout, and `WEB_ALLOWED_HOSTS` answers 403
 //! JSON to a foreign `Host` (DNS rebinding).
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

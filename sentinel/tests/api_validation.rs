@@ -2,6 +2,12 @@
 //! `start > end`, unknown granularity and oversized ranges answered 400 with a JSON error that
 //! says what is wrong; unknown parameters and bad `limit`s refused; 404/405 as JSON; HEAD on every
 //! GET route; security headers everywhere; static files with ETag/304 and gzip.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod api_support;
 

@@ -1,4 +1,10 @@
 //! Logs written to a pipe (`docker logs`, journald, a file) carry no ANSI colour codes.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 use std::{
     io::{BufRead, BufReader},

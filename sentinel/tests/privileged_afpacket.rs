@@ -4,6 +4,12 @@
 //! re-created. TCP bulk transfers with the veths' offloads on check the GSO segment counting.
 //!
 //! Fails (never skips) when it cannot run: CI runs it as root.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod afpacket_lab;
 

@@ -3,6 +3,12 @@
 //! The per-remote drain is exact when the map overflows and while the program runs concurrently.
 //!
 //! Fails (never skips) when it cannot load the program: CI runs it as root.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 use sentinel::{
     capture::{KernelTotals, ebpf::KernelClassifier},
@@ -497,6 +503,9 @@ fn bpftool_dumps_show_field_names() {
         .output()
         .expect("bpftool map show");
     let text = String::from_utf8_lossy(&show.stdout);
-    assert!(text.contains("btf_id"), "the remote map carries BTF: {text}");
+    assert!(
+        text.contains("btf_id"),
+        "the remote map carries BTF: {text}"
+    );
     drop(classifier);
 }

@@ -8,6 +8,12 @@
 //!   the default route's interface and counts both ways exactly.
 //!
 //! Every namespace and pin a test creates is removed when it ends, also when it fails.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod support;
 

@@ -1,6 +1,12 @@
 //! Tier 4 (root, network namespaces): the real daemon binary on a lab NAS's eth0, real traffic
 //! of known size, exact counts read from the daemon's own output. Every namespace, pin and
 //! attachment a test creates is removed when it ends, also when it fails.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod support;
 

@@ -2,6 +2,12 @@
 //! lab: a bounded shutdown whatever HTTP clients do, repair after someone else detaches our
 //! links (with honest health meanwhile), one instance per pin directory and database, and no
 //! phantom traffic when a fresh database meets reused maps (docs/operations.md).
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod support;
 

@@ -5,6 +5,12 @@
 //! path; it records, per batch, exactly 1 byte of hourly traffic, 1 byte for each of 20,000
 //! remotes and the checkpoint "batch number". Whatever the moment of the kill, the committed
 //! state must satisfy: hourly bytes == remote bytes per remote == checkpoint.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod store_support;
 

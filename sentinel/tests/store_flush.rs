@@ -1,5 +1,11 @@
 //! Flushing: on the timer, on demand and at close, with the checkpoint in the same transaction; a
 //! locked database; queries during flushes neither lose nor double a batch; query bounds.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod store_support;
 

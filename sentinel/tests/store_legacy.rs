@@ -1,6 +1,12 @@
 //! A `traffic.db` written by the Python seed: the exact DDL of reference 3.1, rows as the seed's
 //! `commit_stats` writes them. It must open, be backed up next to itself, be migrated in place and
 //! have its whole history served.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod store_support;
 

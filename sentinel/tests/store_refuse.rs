@@ -1,4 +1,10 @@
 //! Damaged or foreign files: refuse to start with a clear message, and never change the file.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod store_support;
 

@@ -1,5 +1,11 @@
 //! Remote addresses per day: exact while the day is open, top N plus "other" once it is over,
 //! rankings over ranges that survive restarts, late data, retention, bounded growth.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod store_support;
 

@@ -1,4 +1,10 @@
 //! Time done right: DST days with fixed clocks, :30 and :45 zones, and `TZ` changes.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test (or benchmark) stops at the first thing that is not as it must be"
+)]
 
 mod store_support;
 

@@ -66,6 +66,7 @@ pub(super) fn settle(
     let stored = stored
         .as_deref()
         .map(|b| (Checkpoint::from_bytes(b), b.len()));
+    let mut set_aside = false;
     let base = match stored {
         Some((Some(cp), _)) if cp.instance == instance => {
             tracing::info!("resuming from the persisted checkpoint of these maps");
@@ -83,6 +84,7 @@ pub(super) fn settle(
                 capture.snapshot()
             })?;
             log_set_aside(&snap.totals, why);
+            set_aside = true;
             snap.totals
         }
         _ => {
@@ -110,7 +112,13 @@ pub(super) fn settle(
         });
         ledger.flush()
     })?;
-    Ok(Drain::new(instance, Some(&checkpoint)))
+    let mut drain = Drain::new(instance, Some(&checkpoint));
+    if set_aside {
+        // Per-remote counts an earlier daemon left in the maps belong to the set-aside totals
+        // too: booking them would make the remotes add up to more than the totals.
+        drain.set_aside_next_remotes();
+    }
+    Ok(drain)
 }
 
 fn log_set_aside(totals: &KernelTotals, why: &str) {
