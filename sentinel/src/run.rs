@@ -134,7 +134,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             lan_prefix_len: config.ipv6_lan_prefix_len,
         }),
         clock: Arc::new(crate::store::SystemClock),
+        billing: Arc::new(config.billing.clone()),
     };
+    // Billing alerts, notifications and MQTT run on threads of their own (see `billing`).
+    let billing = crate::billing::Engine::new(
+        store.clone(),
+        config.billing.clone(),
+        Arc::new(crate::store::SystemClock),
+        speed.clone(),
+        crate::billing::notify::RetryPolicy::default(),
+    )
+    .spawn();
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let web = tokio::spawn(api::serve(listener, api::router(api_state), async {
         let _ = web_stopped.await;
@@ -201,6 +211,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Err(e) => tracing::warn!(error = %e, "web server task failed"),
         Ok(Ok(())) => {}
     }
+    drop(billing);
     // Normally the web server has let go of the store by now; if a query still holds it, flush
     // through the shared handle rather than skip the final flush.
     let report = match Arc::try_unwrap(store) {
