@@ -171,10 +171,12 @@ pub fn parse_rate_rule(text: &str) -> Result<RateRule, UnitError> {
     let lower = text.trim().to_ascii_lowercase();
     let (rate, duration) = lower.split_once(" for ").ok_or_else(bad)?;
     let (mantissa, scale, unit) = split_number(rate).ok_or_else(bad)?;
-    let unit = unit.strip_suffix("/s").or(unit.strip_suffix("ps")).ok_or_else(bad)?;
-    let (bits, prefix) = if let Some(p) = unit.strip_suffix("bit") {
+    // `Mbps` is bits (the network convention); `MB/s` bytes, `Mbit/s` bits.
+    let (bits, prefix) = if let Some(p) = unit.strip_suffix("bps") {
         (true, p)
-    } else if let Some(p) = unit.strip_suffix('b') {
+    } else if let Some(p) = unit.strip_suffix("bit/s") {
+        (true, p)
+    } else if let Some(p) = unit.strip_suffix("b/s") {
         (false, p)
     } else {
         return Err(bad());
