@@ -208,3 +208,68 @@ fn smtp_session(stream: TcpStream) -> Vec<String> {
     }
     lines
 }
+
+use sentinel::store::{Clock, Sample, Store, StoreOptions};
+use sentinel_common::abi::Counters;
+
+/// A clock the test moves.
+#[derive(Debug)]
+pub struct TestClock(pub std::sync::atomic::AtomicI64);
+
+impl TestClock {
+    pub fn at(t: i64) -> Arc<TestClock> {
+        Arc::new(TestClock(std::sync::atomic::AtomicI64::new(t)))
+    }
+    pub fn set(&self, t: i64) {
+        self.0.store(t, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn advance(&self, secs: i64) -> i64 {
+        self.0.fetch_add(secs, std::sync::atomic::Ordering::SeqCst) + secs
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub fn counters(ip_bytes: u64) -> Counters {
+    Counters {
+        packets: ip_bytes / 1000,
+        ip_bytes,
+        wire_bytes: ip_bytes,
+    }
+}
+
+/// Adds traffic at `at` (unflushed until the store flushes).
+pub fn record(store: &Store, at: i64, up: u64, down: u64) {
+    store.record(&Sample {
+        at,
+        up: counters(up),
+        down: counters(down),
+        remotes: &[],
+        checkpoint: None,
+    });
+}
+
+pub fn open_store(path: &std::path::Path, tz: &str, clock: Arc<TestClock>) -> Store {
+    Store::open(
+        path,
+        sentinel::timebucket::Zone::parse(tz).expect("zone"),
+        StoreOptions {
+            save_interval: Duration::from_secs(3600),
+            clock,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open store")
+}
+
+/// Unix seconds of local `YYYY-MM-DD HH:MM:SS` in `tz`.
+pub fn local(tz: &str, text: &str) -> i64 {
+    use chrono::TimeZone as _;
+    let tz: chrono_tz::Tz = tz.parse().expect("tz");
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("time");
+    tz.from_local_datetime(&naive).single().expect("unambiguous").timestamp()
+}
