@@ -127,3 +127,17 @@ async fn metrics_carry_the_cycle_gauges() {
         .expect("valid exposition format");
     assert!(parsed.samples.iter().any(|s| s.metric == "sentinel_cycle_seconds_left"));
 }
+
+#[tokio::test]
+async fn units_apply_to_every_fmt_string() {
+    let iec = env(BillingConfig {
+        units: sentinel::billing::units::Units::Iec,
+        ..config()
+    });
+    let s = get_json(&iec.router(), "/api/summary").await;
+    assert_eq!(s["today"]["total_fmt"], "46.57 GiB");
+    assert_eq!(s["month"]["up_fmt"], "111.76 GiB");
+    let seed = env(config());
+    let s = get_json(&seed.router(), "/api/summary").await;
+    assert_eq!(s["today"]["total_fmt"], "46.57 GB", "unset: the seed's format, unchanged");
+}

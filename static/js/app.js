@@ -229,6 +229,8 @@
     try {
       state.data.cycle = (await api('api/cycle')).body;
       state.errors.cycle = null;
+      // UNITS: every size on the page as the API's *_fmt strings print them.
+      if (Core.setUnits(state.data.cycle.units)) renderAll();
     } catch (e) {
       // The card is optional: on failure it keeps its last figures (or stays away).
       state.errors.cycle = e;
