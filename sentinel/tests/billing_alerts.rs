@@ -46,7 +46,11 @@ fn config(hook: &FakeHttp) -> BillingConfig {
     }
 }
 
-fn engine(store: &Arc<sentinel::store::Store>, config: &BillingConfig, clock: &Arc<TestClock>) -> Engine {
+fn engine(
+    store: &Arc<sentinel::store::Store>,
+    config: &BillingConfig,
+    clock: &Arc<TestClock>,
+) -> Engine {
     Engine::new(
         store.clone(),
         config.clone(),
@@ -83,19 +87,35 @@ fn each_alert_fires_once_and_never_again_after_a_restart() {
     assert!(kinds(&mut e).is_empty());
 
     // Today: 11 GB up and 14 GB down (unflushed) -> 55 %, projection 157 GB, daily upload over.
-    record(&store, sentinel::store::Clock::now(&*clock), 11 * GB, 14 * GB);
+    record(
+        &store,
+        sentinel::store::Clock::now(&*clock),
+        11 * GB,
+        14 * GB,
+    );
     assert_eq!(
         kinds(&mut e),
-        vec!["projection:2026-06-01", "quota:50:2026-06-01", "upload_daily:2026-06-11"]
+        vec![
+            "projection:2026-06-01",
+            "quota:50:2026-06-01",
+            "upload_daily:2026-06-11"
+        ]
     );
-    assert!(kinds(&mut e).is_empty(), "the same state fires nothing again");
+    assert!(
+        kinds(&mut e).is_empty(),
+        "the same state fires nothing again"
+    );
 
     // Sustained upload: 2 MB/s for 30 s is not yet 60 s; for 60 s it fires, once.
     for (i, want) in [(1, false), (2, true), (3, false)] {
         let t = clock.advance(30);
         record(&store, t, 60_000_000, 0);
         let fired = kinds(&mut e);
-        assert_eq!(fired == vec!["upload_rate:2026-06-11".to_owned()], want, "step {i}: {fired:?}");
+        assert_eq!(
+            fired == vec!["upload_rate:2026-06-11".to_owned()],
+            want,
+            "step {i}: {fired:?}"
+        );
     }
 
     // 85 %, then 105 %.
@@ -110,7 +130,16 @@ fn each_alert_fires_once_and_never_again_after_a_restart() {
     for r in &got {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/hook"));
         let v = r.json();
-        for field in ["kind", "threshold", "used", "quota", "cycle", "message", "period", "lang"] {
+        for field in [
+            "kind",
+            "threshold",
+            "used",
+            "quota",
+            "cycle",
+            "message",
+            "period",
+            "lang",
+        ] {
             assert!(v.get(field).is_some(), "{field} missing in {v}");
         }
         assert_eq!(v["cycle"]["start"], "2026-06-01T00:00:00+08:00");
@@ -149,7 +178,10 @@ fn each_alert_fires_once_and_never_again_after_a_restart() {
     // A new cycle starts over.
     clock.set(local(TZ, "2026-07-03 09:00:00"));
     record(&store, sentinel::store::Clock::now(&*clock), 0, 60 * GB);
-    assert_eq!(kinds(&mut e), vec!["projection:2026-07-01", "quota:50:2026-07-01"]);
+    assert_eq!(
+        kinds(&mut e),
+        vec!["projection:2026-07-01", "quota:50:2026-07-01"]
+    );
 }
 
 #[test]
@@ -163,7 +195,10 @@ fn thresholds_crossed_together_send_one_message() {
     let store = Arc::new(open_store(&dir.path().join("t.db"), TZ, clock.clone()));
     let mut e = engine(&store, &config, &clock);
     record(&store, local(TZ, "2026-06-02 10:00:00"), 0, 96 * GB);
-    assert_eq!(kinds(&mut e), vec!["projection:2026-06-01", "quota:95:2026-06-01"]);
+    assert_eq!(
+        kinds(&mut e),
+        vec!["projection:2026-06-01", "quota:95:2026-06-01"]
+    );
     // 80 was marked with it: it never fires later in this cycle.
     record(&store, clock.advance(60), 0, GB);
     assert!(kinds(&mut e).is_empty());
@@ -210,7 +245,15 @@ fn a_failing_channel_is_retried_and_delays_no_other() {
     let stats: HashMap<String, (u64, u64)> = notifier
         .stats()
         .into_iter()
-        .map(|(n, s)| (n, (s.delivered.load(Ordering::Relaxed), s.failed_attempts.load(Ordering::Relaxed))))
+        .map(|(n, s)| {
+            (
+                n,
+                (
+                    s.delivered.load(Ordering::Relaxed),
+                    s.failed_attempts.load(Ordering::Relaxed),
+                ),
+            )
+        })
         .collect();
     assert_eq!(stats.get("webhook#2"), Some(&(1, 2)), "{stats:?}");
     assert_eq!(slow.wait_for(1, Duration::from_secs(20)).len(), 1);

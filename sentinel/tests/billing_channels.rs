@@ -38,7 +38,8 @@ fn one(url: impl Fn(&str) -> String, reply: &str) -> billing_support::Received {
 
 fn is_json(r: &billing_support::Received) {
     assert!(
-        r.header("content-type").is_some_and(|c| c.starts_with("application/json")),
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
         "{:?}",
         r.headers
     );
@@ -46,7 +47,10 @@ fn is_json(r: &billing_support::Received) {
 
 #[test]
 fn telegram_send_message() {
-    let r = one(|b| format!("tgram://123:ABC/-1001?base={b}"), r#"{"ok":true}"#);
+    let r = one(
+        |b| format!("tgram://123:ABC/-1001?base={b}"),
+        r#"{"ok":true}"#,
+    );
     assert_eq!(r.path, "/bot123:ABC/sendMessage");
     is_json(&r);
     let v = r.json();
@@ -56,11 +60,17 @@ fn telegram_send_message() {
 
 #[test]
 fn bark_push() {
-    let r = one(|b| format!("bark://ignored/DEVKEY?base={b}"), r#"{"code":200}"#);
+    let r = one(
+        |b| format!("bark://ignored/DEVKEY?base={b}"),
+        r#"{"code":200}"#,
+    );
     assert_eq!(r.path, "/push");
     is_json(&r);
     let v = r.json();
-    assert_eq!((v["device_key"].as_str(), v["title"].as_str()), (Some("DEVKEY"), Some(notice().title.as_str())));
+    assert_eq!(
+        (v["device_key"].as_str(), v["title"].as_str()),
+        (Some("DEVKEY"), Some(notice().title.as_str()))
+    );
     assert_eq!(v["body"], notice().body);
 }
 
@@ -68,10 +78,16 @@ fn bark_push() {
 fn serverchan_send_form() {
     let r = one(|b| format!("schan://SCT42?base={b}"), r#"{"code":0}"#);
     assert_eq!(r.path, "/SCT42.send");
-    assert_eq!(r.header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
     let text = r.text();
     let (title, desp) = text.split_once('&').expect("two fields");
-    assert_eq!(title, "title=%E6%B5%81%E9%87%8F%E5%B7%B2%E8%BE%BE%E5%A5%97%E9%A4%90%E7%9A%84+80%25");
+    assert_eq!(
+        title,
+        "title=%E6%B5%81%E9%87%8F%E5%B7%B2%E8%BE%BE%E5%A5%97%E9%A4%90%E7%9A%84+80%25"
+    );
     assert!(desp.starts_with("desp=%E6%9C%AC"), "{desp}");
 }
 
@@ -81,27 +97,46 @@ fn pushplus_send() {
     assert_eq!(r.path, "/send");
     is_json(&r);
     let v = r.json();
-    assert_eq!((v["token"].as_str(), v["template"].as_str()), (Some("TOK"), Some("txt")));
+    assert_eq!(
+        (v["token"].as_str(), v["template"].as_str()),
+        (Some("TOK"), Some("txt"))
+    );
     assert_eq!(v["content"], notice().body);
 }
 
 #[test]
 fn wecom_robot() {
-    let r = one(|b| format!("wecom://KEY-1?base={b}"), r#"{"errcode":0,"errmsg":"ok"}"#);
+    let r = one(
+        |b| format!("wecom://KEY-1?base={b}"),
+        r#"{"errcode":0,"errmsg":"ok"}"#,
+    );
     assert_eq!(r.path, "/cgi-bin/webhook/send?key=KEY-1");
     is_json(&r);
     let v = r.json();
     assert_eq!(v["msgtype"], "text");
-    assert!(v["text"]["content"].as_str().is_some_and(|c| c.contains("80%")));
+    assert!(
+        v["text"]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("80%"))
+    );
 }
 
 #[test]
 fn dingtalk_robot_signed() {
-    let r = one(|b| format!("dingtalk://ATOKEN/SECabc?base={b}"), r#"{"errcode":0}"#);
+    let r = one(
+        |b| format!("dingtalk://ATOKEN/SECabc?base={b}"),
+        r#"{"errcode":0}"#,
+    );
     let (path, query) = r.path.split_once('?').expect("query");
     assert_eq!(path, "/robot/send");
     let params: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
-    let get = |k: &str| params.iter().find(|(n, _)| *n == k).map(|(_, v)| *v).expect(k);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| *v)
+            .expect(k)
+    };
     assert_eq!(get("access_token"), "ATOKEN");
     // The documented signature: base64(HMAC-SHA256(key = secret, "timestamp\nsecret")), URL-escaped.
     use hmac::Mac as _;
@@ -109,7 +144,10 @@ fn dingtalk_robot_signed() {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"SECabc").expect("key");
     mac.update(format!("{ts}\nSECabc").as_bytes());
     let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    let sign = get("sign").replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
+    let sign = get("sign")
+        .replace("%2B", "+")
+        .replace("%2F", "/")
+        .replace("%3D", "=");
     assert_eq!(sign, want);
     is_json(&r);
     assert_eq!(r.json()["msgtype"], "text");
@@ -117,28 +155,42 @@ fn dingtalk_robot_signed() {
 
 #[test]
 fn feishu_bot_signed() {
-    let r = one(|b| format!("feishu://HOOK9/s3cret?base={b}"), r#"{"code":0}"#);
+    let r = one(
+        |b| format!("feishu://HOOK9/s3cret?base={b}"),
+        r#"{"code":0}"#,
+    );
     assert_eq!(r.path, "/open-apis/bot/v2/hook/HOOK9");
     is_json(&r);
     let v = r.json();
     assert_eq!(v["msg_type"], "text");
-    assert!(v["content"]["text"].as_str().is_some_and(|t| t.contains("80%")));
+    assert!(
+        v["content"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("80%"))
+    );
     // base64(HMAC-SHA256(key = "timestamp\nsecret", message = "")).
     use hmac::Mac as _;
     let ts = v["timestamp"].as_str().expect("timestamp");
-    let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(format!("{ts}\ns3cret").as_bytes()).expect("key");
+    let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(format!("{ts}\ns3cret").as_bytes())
+        .expect("key");
     let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     assert_eq!(v["sign"], want);
 }
 
 #[test]
 fn ntfy_json_publish() {
-    let r = one(|b| format!("ntfy://host/nas-alerts?token=tk_1&base={b}"), "{}");
+    let r = one(
+        |b| format!("ntfy://host/nas-alerts?token=tk_1&base={b}"),
+        "{}",
+    );
     assert_eq!(r.path, "/");
     is_json(&r);
     assert_eq!(r.header("authorization"), Some("Bearer tk_1"));
     let v = r.json();
-    assert_eq!((v["topic"].as_str(), v["title"].as_str()), (Some("nas-alerts"), Some(notice().title.as_str())));
+    assert_eq!(
+        (v["topic"].as_str(), v["title"].as_str()),
+        (Some("nas-alerts"), Some(notice().title.as_str()))
+    );
     assert_eq!(v["message"], notice().body);
 }
 
@@ -222,5 +274,8 @@ fn smtp_refuses_to_send_a_password_in_clear_without_starttls() {
     let err = deliver(&channel, &notice(), TIMEOUT).expect_err("no STARTTLS offered");
     assert!(err.contains("STARTTLS"), "{err}");
     let sessions = fake.sessions.lock().expect("log").clone();
-    assert!(sessions.iter().flatten().all(|l| !l.starts_with("AUTH")), "{sessions:?}");
+    assert!(
+        sessions.iter().flatten().all(|l| !l.starts_with("AUTH")),
+        "{sessions:?}"
+    );
 }

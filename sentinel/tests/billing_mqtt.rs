@@ -40,7 +40,9 @@ fn start_broker() -> Broker {
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .expect("mosquitto is not installed: run `cargo xtask setup` (it installs Debian's mosquitto)");
+        .expect(
+            "mosquitto is not installed: run `cargo xtask setup` (it installs Debian's mosquitto)",
+        );
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
@@ -60,10 +62,17 @@ fn start_broker() -> Broker {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start mosquitto");
-    let broker = Broker { child, port, _dir: dir };
+    let broker = Broker {
+        child,
+        port,
+        _dir: dir,
+    };
     let end = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
+        assert!(
+            Instant::now() < end,
+            "mosquitto did not listen on 127.0.0.1:{port} within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     broker
@@ -73,8 +82,12 @@ fn start_broker() -> Broker {
 fn subscribe(port: u16) -> Arc<Mutex<HashMap<String, Vec<String>>>> {
     let seen: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
     let (client, mut connection) = Client::new(MqttOptions::new("test-sub", "127.0.0.1", port), 64);
-    client.subscribe("homeassistant/#", QoS::AtLeastOnce).expect("subscribe");
-    client.subscribe("nettraffic-sentinel/#", QoS::AtLeastOnce).expect("subscribe");
+    client
+        .subscribe("homeassistant/#", QoS::AtLeastOnce)
+        .expect("subscribe");
+    client
+        .subscribe("nettraffic-sentinel/#", QoS::AtLeastOnce)
+        .expect("subscribe");
     let log = seen.clone();
     std::thread::spawn(move || {
         let _client = client;
@@ -105,7 +118,11 @@ fn wait_until(
         if ok(&seen.lock().expect("log")) {
             return;
         }
-        assert!(Instant::now() < end, "{what} not seen within 20 s: {:?}", seen.lock().expect("log").keys());
+        assert!(
+            Instant::now() < end,
+            "{what} not seen within 20 s: {:?}",
+            seen.lock().expect("log").keys()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -137,7 +154,8 @@ fn home_assistant_discovery_state_and_availability() {
     let config_topic = "homeassistant/sensor/nettraffic_sentinel/today_up/config";
     wait_until(&seen, "discovery, availability and state", |m| {
         m.contains_key(config_topic)
-            && m.get("nettraffic-sentinel/availability").is_some_and(|v| v.contains(&"online".to_owned()))
+            && m.get("nettraffic-sentinel/availability")
+                .is_some_and(|v| v.contains(&"online".to_owned()))
             && m.contains_key("nettraffic-sentinel/state")
     });
     let m = seen.lock().expect("log").clone();
@@ -146,13 +164,18 @@ fn home_assistant_discovery_state_and_availability() {
     assert_eq!(today["device_class"], "data_size");
     assert_eq!(today["unit_of_measurement"], "B");
     assert_eq!(today["state_topic"], "nettraffic-sentinel/state");
-    assert_eq!(today["availability_topic"], "nettraffic-sentinel/availability");
+    assert_eq!(
+        today["availability_topic"],
+        "nettraffic-sentinel/availability"
+    );
     let percent: serde_json::Value = serde_json::from_str(
         &m["homeassistant/sensor/nettraffic_sentinel/quota_percent/config"][0],
     )
     .expect("json");
     assert_eq!(percent["state_class"], "measurement");
-    assert!(m.contains_key("homeassistant/binary_sensor/nettraffic_sentinel/alert_upload_rate/config"));
+    assert!(
+        m.contains_key("homeassistant/binary_sensor/nettraffic_sentinel/alert_upload_rate/config")
+    );
     let state: serde_json::Value =
         serde_json::from_str(m["nettraffic-sentinel/state"].last().expect("state")).expect("json");
     assert_eq!(state["today_up"], 3 * GB);

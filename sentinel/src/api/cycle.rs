@@ -27,7 +27,8 @@ pub async fn cycle(State(state): State<ApiState>) -> Result<Json<Value>, ApiErro
     let units = c.units;
     let zone = state.store.zone();
     let f = &r.figures;
-    let last_day = |end: chrono::NaiveDate| end.pred_opt().unwrap_or(end).format("%Y-%m-%d").to_string();
+    let last_day =
+        |end: chrono::NaiveDate| end.pred_opt().unwrap_or(end).format("%Y-%m-%d").to_string();
     let up_today = r.today_traffic.up.ip_bytes;
     let limit = c.upload_daily_limit;
     let previous: Vec<Value> = r

@@ -187,21 +187,53 @@ fn billing(out: &mut Out, r: &Report, config: &BillingConfig) {
         "gauge",
         "Public traffic of the current local day, IP-layer bytes (unflushed counts included).",
     );
-    out.sample("sentinel_today_bytes", &[("direction", "up")], r.today_traffic.up.ip_bytes);
-    out.sample("sentinel_today_bytes", &[("direction", "down")], r.today_traffic.down.ip_bytes);
+    out.sample(
+        "sentinel_today_bytes",
+        &[("direction", "up")],
+        r.today_traffic.up.ip_bytes,
+    );
+    out.sample(
+        "sentinel_today_bytes",
+        &[("direction", "down")],
+        r.today_traffic.down.ip_bytes,
+    );
     out.family(
         "sentinel_cycle_bytes",
         "gauge",
         "Public traffic of the current billing cycle, IP-layer bytes.",
     );
-    out.sample("sentinel_cycle_bytes", &[("direction", "up")], r.traffic.up.ip_bytes);
-    out.sample("sentinel_cycle_bytes", &[("direction", "down")], r.traffic.down.ip_bytes);
+    out.sample(
+        "sentinel_cycle_bytes",
+        &[("direction", "up")],
+        r.traffic.up.ip_bytes,
+    );
+    out.sample(
+        "sentinel_cycle_bytes",
+        &[("direction", "down")],
+        r.traffic.down.ip_bytes,
+    );
     let basis = config.basis.name();
     for (name, help, value) in [
-        ("sentinel_cycle_used_bytes", "Bytes of the current cycle counted against the quota (QUOTA_BASIS, QUOTA_ADJUST applied).", Some(f.used)),
-        ("sentinel_cycle_quota_bytes", "The quota of a billing cycle (absent when QUOTA is unset).", f.quota),
-        ("sentinel_cycle_projection_bytes", "Used bytes extrapolated to the end of the cycle at its average rate.", Some(f.projection)),
-        ("sentinel_cycle_safe_daily_budget_bytes", "Remaining quota divided by the local days left, today included.", f.safe_daily_budget),
+        (
+            "sentinel_cycle_used_bytes",
+            "Bytes of the current cycle counted against the quota (QUOTA_BASIS, QUOTA_ADJUST applied).",
+            Some(f.used),
+        ),
+        (
+            "sentinel_cycle_quota_bytes",
+            "The quota of a billing cycle (absent when QUOTA is unset).",
+            f.quota,
+        ),
+        (
+            "sentinel_cycle_projection_bytes",
+            "Used bytes extrapolated to the end of the cycle at its average rate.",
+            Some(f.projection),
+        ),
+        (
+            "sentinel_cycle_safe_daily_budget_bytes",
+            "Remaining quota divided by the local days left, today included.",
+            f.safe_daily_budget,
+        ),
     ] {
         if let Some(v) = value {
             out.family(name, "gauge", help);

@@ -173,7 +173,10 @@ pub async fn query(
         return Ok(csv_response(&series, state.store.zone(), first, last));
     }
     let items: Vec<Value> = series.points.iter().map(item).collect();
-    Ok(Json(json!({ "series": items, "summary": period(&series.total, state.billing.units) })).into_response())
+    Ok(
+        Json(json!({ "series": items, "summary": period(&series.total, state.billing.units) }))
+            .into_response(),
+    )
 }
 
 /// The series as CSV: a header row, ISO 8601 period starts, every counter.

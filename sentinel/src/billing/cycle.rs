@@ -140,11 +140,18 @@ pub struct Figures {
 ///
 /// The average is taken over the elapsed time but never less than an hour, so the first minutes
 /// of a cycle do not project a few bytes into petabytes.
-pub fn figures(cycle: &Cycle, today: NaiveDate, now: i64, used: u64, quota: Option<u64>) -> Figures {
+pub fn figures(
+    cycle: &Cycle,
+    today: NaiveDate,
+    now: i64,
+    used: u64,
+    quota: Option<u64>,
+) -> Figures {
     let elapsed = (now - cycle.start_unix).clamp(0, cycle.seconds());
     let basis = elapsed.max(HOUR.min(cycle.seconds()));
     let rate = |span: i64| -> u64 {
-        let v = u128::from(used) * u128::try_from(span).unwrap_or(0) / u128::try_from(basis).unwrap_or(1);
+        let v = u128::from(used) * u128::try_from(span).unwrap_or(0)
+            / u128::try_from(basis).unwrap_or(1);
         u64::try_from(v).unwrap_or(u64::MAX)
     };
     let projection = rate(cycle.seconds()).max(used);
@@ -192,22 +199,61 @@ mod tests {
     fn short_months_end_their_cycle_on_their_last_day() {
         let utc = Zone::UTC;
         // Billing day 31 across February of a common and of a leap year.
-        assert_eq!(span(utc, 31, d(2026, 2, 10)), (d(2026, 1, 31), d(2026, 2, 28)));
-        assert_eq!(span(utc, 31, d(2026, 2, 28)), (d(2026, 2, 28), d(2026, 3, 31)));
-        assert_eq!(span(utc, 31, d(2024, 2, 28)), (d(2024, 1, 31), d(2024, 2, 29)));
-        assert_eq!(span(utc, 31, d(2024, 2, 29)), (d(2024, 2, 29), d(2024, 3, 31)));
-        assert_eq!(span(utc, 31, d(2026, 4, 30)), (d(2026, 4, 30), d(2026, 5, 31)));
-        assert_eq!(span(utc, 31, d(2026, 4, 29)), (d(2026, 3, 31), d(2026, 4, 30)));
+        assert_eq!(
+            span(utc, 31, d(2026, 2, 10)),
+            (d(2026, 1, 31), d(2026, 2, 28))
+        );
+        assert_eq!(
+            span(utc, 31, d(2026, 2, 28)),
+            (d(2026, 2, 28), d(2026, 3, 31))
+        );
+        assert_eq!(
+            span(utc, 31, d(2024, 2, 28)),
+            (d(2024, 1, 31), d(2024, 2, 29))
+        );
+        assert_eq!(
+            span(utc, 31, d(2024, 2, 29)),
+            (d(2024, 2, 29), d(2024, 3, 31))
+        );
+        assert_eq!(
+            span(utc, 31, d(2026, 4, 30)),
+            (d(2026, 4, 30), d(2026, 5, 31))
+        );
+        assert_eq!(
+            span(utc, 31, d(2026, 4, 29)),
+            (d(2026, 3, 31), d(2026, 4, 30))
+        );
         // 29 and 30.
-        assert_eq!(span(utc, 29, d(2026, 3, 1)), (d(2026, 2, 28), d(2026, 3, 29)));
-        assert_eq!(span(utc, 29, d(2024, 3, 1)), (d(2024, 2, 29), d(2024, 3, 29)));
-        assert_eq!(span(utc, 30, d(2026, 2, 27)), (d(2026, 1, 30), d(2026, 2, 28)));
-        assert_eq!(span(utc, 30, d(2026, 3, 29)), (d(2026, 2, 28), d(2026, 3, 30)));
+        assert_eq!(
+            span(utc, 29, d(2026, 3, 1)),
+            (d(2026, 2, 28), d(2026, 3, 29))
+        );
+        assert_eq!(
+            span(utc, 29, d(2024, 3, 1)),
+            (d(2024, 2, 29), d(2024, 3, 29))
+        );
+        assert_eq!(
+            span(utc, 30, d(2026, 2, 27)),
+            (d(2026, 1, 30), d(2026, 2, 28))
+        );
+        assert_eq!(
+            span(utc, 30, d(2026, 3, 29)),
+            (d(2026, 2, 28), d(2026, 3, 30))
+        );
         // 1 is the calendar month; across a year end.
-        assert_eq!(span(utc, 1, d(2026, 12, 31)), (d(2026, 12, 1), d(2027, 1, 1)));
-        assert_eq!(span(utc, 15, d(2027, 1, 3)), (d(2026, 12, 15), d(2027, 1, 15)));
+        assert_eq!(
+            span(utc, 1, d(2026, 12, 31)),
+            (d(2026, 12, 1), d(2027, 1, 1))
+        );
+        assert_eq!(
+            span(utc, 15, d(2027, 1, 3)),
+            (d(2026, 12, 15), d(2027, 1, 15))
+        );
         // 2100 is not a leap year.
-        assert_eq!(span(utc, 30, d(2100, 3, 1)), (d(2100, 2, 28), d(2100, 3, 30)));
+        assert_eq!(
+            span(utc, 30, d(2100, 3, 1)),
+            (d(2100, 2, 28), d(2100, 3, 30))
+        );
     }
 
     #[test]
@@ -260,7 +306,10 @@ mod tests {
         assert_eq!((over.remaining, over.safe_daily_budget), (Some(0), Some(0)));
         // No quota: no percentages or budgets, projection still computed.
         let free = figures(&c, d(2026, 6, 11), now, 10, None);
-        assert_eq!((free.percent, free.safe_daily_budget, free.projection), (None, None, 30));
+        assert_eq!(
+            (free.percent, free.safe_daily_budget, free.projection),
+            (None, None, 30)
+        );
         // One minute into the cycle the average is taken over an hour.
         let early = figures(&c, d(2026, 6, 1), c.start_unix + 60, 3_600, Some(tb));
         assert_eq!(early.daily_average, 86_400);
@@ -270,7 +319,13 @@ mod tests {
         // An hour-short DST cycle projects over its real length.
         let ny = zone("America/New_York");
         let spring = Cycle::containing(ny, 8, d(2026, 3, 20));
-        let f = figures(&spring, d(2026, 3, 9), spring.start_unix + DAY, 86_400, None);
+        let f = figures(
+            &spring,
+            d(2026, 3, 9),
+            spring.start_unix + DAY,
+            86_400,
+            None,
+        );
         assert_eq!(f.projection, (31 * DAY - HOUR) as u64);
     }
 

@@ -105,23 +105,55 @@ impl Rules {
             // Only the highest threshold crossed fires when several are crossed at once (a
             // first start late in the cycle): one message, not three. The lower ones are
             // marked too, by the caller, so they never fire later in this cycle.
-            if let Some(p) = config.thresholds.iter().rev().find(|p| percent >= f64::from(**p)) {
-                push(AlertKind::Quota, format!("quota:{p}"), &cycle_key, u64::from(*p), f.used, 0);
+            if let Some(p) = config
+                .thresholds
+                .iter()
+                .rev()
+                .find(|p| percent >= f64::from(**p))
+            {
+                push(
+                    AlertKind::Quota,
+                    format!("quota:{p}"),
+                    &cycle_key,
+                    u64::from(*p),
+                    f.used,
+                    0,
+                );
             }
-            if f.projection_exceeds == Some(true) && f.seconds_elapsed >= PROJECTION_GRACE && f.used < quota {
-                push(AlertKind::Projection, "projection".into(), &cycle_key, quota, f.projection, 0);
+            if f.projection_exceeds == Some(true)
+                && f.seconds_elapsed >= PROJECTION_GRACE
+                && f.used < quota
+            {
+                push(
+                    AlertKind::Projection,
+                    "projection".into(),
+                    &cycle_key,
+                    quota,
+                    f.projection,
+                    0,
+                );
             }
         }
         let up_today = report.today_traffic.up.ip_bytes;
         if let Some(limit) = config.upload_daily_limit
             && up_today >= limit
         {
-            push(AlertKind::UploadDaily, "upload_daily".into(), &day_key, limit, up_today, 0);
+            push(
+                AlertKind::UploadDaily,
+                "upload_daily".into(),
+                &day_key,
+                limit,
+                up_today,
+                0,
+            );
         }
         let up_cycle = report.traffic.up.ip_bytes;
         let rate = match &self.last {
             Some((t, key, up)) if *key == cycle_key && report.now > *t && up_cycle >= *up => {
-                Some(((up_cycle - up) / u64::try_from(report.now - t).unwrap_or(1), *t))
+                Some((
+                    (up_cycle - up) / u64::try_from(report.now - t).unwrap_or(1),
+                    *t,
+                ))
             }
             _ => None,
         };
@@ -133,7 +165,14 @@ impl Rules {
                     let start = *self.above_since.get_or_insert(since);
                     let held = report.now - start;
                     if held >= i64::try_from(rule.duration.as_secs()).unwrap_or(i64::MAX) {
-                        push(AlertKind::UploadRate, "upload_rate".into(), &day_key, rule.bytes_per_sec, r, held.unsigned_abs());
+                        push(
+                            AlertKind::UploadRate,
+                            "upload_rate".into(),
+                            &day_key,
+                            rule.bytes_per_sec,
+                            r,
+                            held.unsigned_abs(),
+                        );
                     }
                 }
                 _ => self.above_since = None,

@@ -78,7 +78,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("notifier", &self.notifier).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("notifier", &self.notifier)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +115,10 @@ impl Engine {
         policy: RetryPolicy,
     ) -> Engine {
         let notifier = Notifier::start(&config.channels, policy);
-        let mqtt = config.mqtt.as_ref().map(|url| mqtt::Publisher::start(url, store.zone()));
+        let mqtt = config
+            .mqtt
+            .as_ref()
+            .map(|url| mqtt::Publisher::start(url, store.zone()));
         Engine {
             store,
             config,
@@ -165,7 +170,15 @@ impl Engine {
                 continue;
             }
             let notice = message::notice(&alert, &report, &self.config, self.store.zone());
-            tracing::warn!(kind = alert.kind.name(), rule = alert.rule, period = alert.period, value = alert.value, threshold = alert.threshold, message = notice.body, "alert");
+            tracing::warn!(
+                kind = alert.kind.name(),
+                rule = alert.rule,
+                period = alert.period,
+                value = alert.value,
+                threshold = alert.threshold,
+                message = notice.body,
+                "alert"
+            );
             self.notifier.send(&notice);
             out.push(alert);
         }
@@ -271,13 +284,20 @@ pub fn notify_test(
             .iter()
             .map(|c| {
                 let notice = &notice;
-                (c.name(), s.spawn(move || notify::deliver(c, notice, timeout)))
+                (
+                    c.name(),
+                    s.spawn(move || notify::deliver(c, notice, timeout)),
+                )
             })
             .collect();
         handles
             .into_iter()
             .map(|(name, h)| {
-                (name, h.join().unwrap_or_else(|_| Err("the sender panicked".into())))
+                (
+                    name,
+                    h.join()
+                        .unwrap_or_else(|_| Err("the sender panicked".into())),
+                )
             })
             .collect()
     })

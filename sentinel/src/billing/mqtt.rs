@@ -77,7 +77,9 @@ impl MqttUrl {
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let ok = !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c));
+            let ok = !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_/".contains(c));
             match k {
                 "topic" if ok => out.topic = v.trim_matches('/').to_owned(),
                 "discovery" if ok => out.discovery = v.trim_matches('/').to_owned(),
@@ -101,20 +103,111 @@ impl MqttUrl {
 
 /// (key, name, component, unit, device class, state class) of each entity.
 const ENTITIES: &[(&str, &str, &str, &str, &str, &str)] = &[
-    ("today_up", "Today upload", "sensor", "B", "data_size", "total_increasing"),
-    ("today_down", "Today download", "sensor", "B", "data_size", "total_increasing"),
-    ("cycle_up", "Cycle upload", "sensor", "B", "data_size", "total_increasing"),
-    ("cycle_down", "Cycle download", "sensor", "B", "data_size", "total_increasing"),
-    ("cycle_used", "Cycle used", "sensor", "B", "data_size", "total_increasing"),
+    (
+        "today_up",
+        "Today upload",
+        "sensor",
+        "B",
+        "data_size",
+        "total_increasing",
+    ),
+    (
+        "today_down",
+        "Today download",
+        "sensor",
+        "B",
+        "data_size",
+        "total_increasing",
+    ),
+    (
+        "cycle_up",
+        "Cycle upload",
+        "sensor",
+        "B",
+        "data_size",
+        "total_increasing",
+    ),
+    (
+        "cycle_down",
+        "Cycle download",
+        "sensor",
+        "B",
+        "data_size",
+        "total_increasing",
+    ),
+    (
+        "cycle_used",
+        "Cycle used",
+        "sensor",
+        "B",
+        "data_size",
+        "total_increasing",
+    ),
     ("quota", "Quota", "sensor", "B", "data_size", ""),
-    ("quota_percent", "Quota used", "sensor", "%", "", "measurement"),
-    ("projection", "Cycle projection", "sensor", "B", "data_size", "measurement"),
-    ("speed_up", "Upload speed", "sensor", "B/s", "data_rate", "measurement"),
-    ("speed_down", "Download speed", "sensor", "B/s", "data_rate", "measurement"),
-    ("alert_quota", "Quota alert", "binary_sensor", "", "problem", ""),
-    ("alert_projection", "Projection over quota", "binary_sensor", "", "problem", ""),
-    ("alert_upload_daily", "Daily upload limit", "binary_sensor", "", "problem", ""),
-    ("alert_upload_rate", "Sustained upload", "binary_sensor", "", "problem", ""),
+    (
+        "quota_percent",
+        "Quota used",
+        "sensor",
+        "%",
+        "",
+        "measurement",
+    ),
+    (
+        "projection",
+        "Cycle projection",
+        "sensor",
+        "B",
+        "data_size",
+        "measurement",
+    ),
+    (
+        "speed_up",
+        "Upload speed",
+        "sensor",
+        "B/s",
+        "data_rate",
+        "measurement",
+    ),
+    (
+        "speed_down",
+        "Download speed",
+        "sensor",
+        "B/s",
+        "data_rate",
+        "measurement",
+    ),
+    (
+        "alert_quota",
+        "Quota alert",
+        "binary_sensor",
+        "",
+        "problem",
+        "",
+    ),
+    (
+        "alert_projection",
+        "Projection over quota",
+        "binary_sensor",
+        "",
+        "problem",
+        "",
+    ),
+    (
+        "alert_upload_daily",
+        "Daily upload limit",
+        "binary_sensor",
+        "",
+        "problem",
+        "",
+    ),
+    (
+        "alert_upload_rate",
+        "Sustained upload",
+        "binary_sensor",
+        "",
+        "problem",
+        "",
+    ),
 ];
 
 /// Every discovery message: (topic, retained JSON config).
@@ -239,14 +332,24 @@ impl Publisher {
     pub fn publish(&self, report: &Report, states: &AlertStates, speed: (f64, f64)) {
         let value = state(report, states, speed, self.zone);
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(value.clone());
-        if let Err(e) = self.client.try_publish(self.url.state_topic(), QoS::AtLeastOnce, true, value.to_string()) {
+        if let Err(e) = self.client.try_publish(
+            self.url.state_topic(),
+            QoS::AtLeastOnce,
+            true,
+            value.to_string(),
+        ) {
             tracing::debug!(error = %e, "MQTT state update skipped");
         }
     }
 
     /// Marks the device offline and disconnects.
     pub fn stop(&self) {
-        let _ = self.client.try_publish(self.url.availability_topic(), QoS::AtLeastOnce, true, "offline");
+        let _ = self.client.try_publish(
+            self.url.availability_topic(),
+            QoS::AtLeastOnce,
+            true,
+            "offline",
+        );
         let _ = self.client.try_disconnect();
     }
 }
@@ -268,10 +371,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        let u = MqttUrl::parse("mqtt://ha:p%40ss@192.168.1.2:1884?topic=nas&discovery=hass").expect("valid");
+        let u = MqttUrl::parse("mqtt://ha:p%40ss@192.168.1.2:1884?topic=nas&discovery=hass")
+            .expect("valid");
         assert_eq!((u.host.as_str(), u.port), ("192.168.1.2", 1884));
         assert_eq!(u.user, Some(("ha".into(), "p@ss".into())));
-        assert_eq!((u.state_topic().as_str(), u.discovery.as_str()), ("nas/state", "hass"));
+        assert_eq!(
+            (u.state_topic().as_str(), u.discovery.as_str()),
+            ("nas/state", "hass")
+        );
         let err = MqttUrl::parse("mqtts://ha:secret@host").expect_err("scheme");
         assert!(!err.contains("secret"), "{err}");
         assert!(MqttUrl::parse("mqtt://host:x").is_err());
@@ -282,10 +389,22 @@ mod tests {
     fn discovery_marks_counters_total_increasing() {
         let u = MqttUrl::parse("mqtt://h").expect("valid");
         let d = discovery(&u);
-        let today = d.iter().find(|(t, _)| t.ends_with("/today_up/config")).expect("today_up");
-        assert_eq!(today.0, "homeassistant/sensor/nettraffic_sentinel/today_up/config");
+        let today = d
+            .iter()
+            .find(|(t, _)| t.ends_with("/today_up/config"))
+            .expect("today_up");
+        assert_eq!(
+            today.0,
+            "homeassistant/sensor/nettraffic_sentinel/today_up/config"
+        );
         assert_eq!(today.1["state_class"], "total_increasing");
-        assert_eq!(today.1["availability_topic"], "nettraffic-sentinel/availability");
-        assert!(d.iter().any(|(t, _)| t.starts_with("homeassistant/binary_sensor/")));
+        assert_eq!(
+            today.1["availability_topic"],
+            "nettraffic-sentinel/availability"
+        );
+        assert!(
+            d.iter()
+                .any(|(t, _)| t.starts_with("homeassistant/binary_sensor/"))
+        );
     }
 }

@@ -60,11 +60,16 @@ pub fn build(store: &Store, config: &BillingConfig, now: i64) -> Result<Report, 
     let cycle = Cycle::at(zone, config.billing_day, now);
     let mut cycles = vec![cycle];
     for _ in 0..PREVIOUS_CYCLES {
-        let before = cycles.last().map_or(cycle, |c| c.previous(zone, config.billing_day));
+        let before = cycles
+            .last()
+            .map_or(cycle, |c| c.previous(zone, config.billing_day));
         cycles.push(before);
     }
     let first = cycles.last().map_or(cycle.start, |c| c.start);
-    let last = cycle.end.checked_sub_days(Days::new(1)).unwrap_or(cycle.end);
+    let last = cycle
+        .end
+        .checked_sub_days(Days::new(1))
+        .unwrap_or(cycle.end);
     let series = store.series(first, last, Granularity::Day)?;
     let mut totals = vec![Traffic::default(); cycles.len()];
     let mut today_traffic = Traffic::default();
@@ -81,7 +86,9 @@ pub fn build(store: &Store, config: &BillingConfig, now: i64) -> Result<Report, 
     }
     let traffic = totals[0];
     let used = adjusted(
-        config.basis.used(traffic.up.ip_bytes, traffic.down.ip_bytes),
+        config
+            .basis
+            .used(traffic.up.ip_bytes, traffic.down.ip_bytes),
         config.adjust,
     );
     let previous = cycles

@@ -150,10 +150,7 @@ impl Default for BillingConfig {
     }
 }
 
-fn unit<T>(
-    setting: &'static str,
-    r: Result<T, units::UnitError>,
-) -> Result<T, BillingConfigError> {
+fn unit<T>(setting: &'static str, r: Result<T, units::UnitError>) -> Result<T, BillingConfigError> {
     r.map_err(|source| BillingConfigError::Unit { setting, source })
 }
 
@@ -170,13 +167,21 @@ impl BillingArgs {
             expected,
         };
         if !(1..=31).contains(&self.billing_day) {
-            return Err(invalid("BILLING_DAY", &self.billing_day, "is not a day 1-31"));
+            return Err(invalid(
+                "BILLING_DAY",
+                &self.billing_day,
+                "is not a day 1-31",
+            ));
         }
         let quota = present(&self.quota)
             .map(|q| unit("QUOTA", units::parse_size(q)))
             .transpose()?;
         if quota == Some(0) {
-            return Err(invalid("QUOTA", &"0", "must be more than 0 (unset it for no quota)"));
+            return Err(invalid(
+                "QUOTA",
+                &"0",
+                "must be more than 0 (unset it for no quota)",
+            ));
         }
         let basis = match self.quota_basis.trim().to_ascii_lowercase().as_str() {
             "total" => Basis::Total,
@@ -184,11 +189,20 @@ impl BillingArgs {
             "up" => Basis::Up,
             "max" => Basis::Max,
             other => {
-                return Err(invalid("QUOTA_BASIS", &other, "is not `total`, `down`, `up` or `max`"));
+                return Err(invalid(
+                    "QUOTA_BASIS",
+                    &other,
+                    "is not `total`, `down`, `up` or `max`",
+                ));
             }
         };
         let mut thresholds = Vec::new();
-        for part in self.quota_alerts.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in self
+            .quota_alerts
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             let n: u32 = part
                 .trim_end_matches('%')
                 .parse()
@@ -217,13 +231,20 @@ impl BillingArgs {
             .ok_or_else(|| invalid("NOTIFY_LANG", &self.notify_lang, "is not `zh-CN` or `en`"))?;
         let mut channels = Vec::new();
         if let Some(hook) = present(&self.alert_webhook) {
-            channels.push(ChannelUrl::webhook(hook).map_err(|e| BillingConfigError::Invalid {
-                setting: "ALERT_WEBHOOK",
-                value: e.to_string(),
-                expected: "must be an http:// or https:// URL",
-            })?);
+            channels.push(
+                ChannelUrl::webhook(hook).map_err(|e| BillingConfigError::Invalid {
+                    setting: "ALERT_WEBHOOK",
+                    value: e.to_string(),
+                    expected: "must be an http:// or https:// URL",
+                })?,
+            );
         }
-        for entry in self.notify.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        for entry in self
+            .notify
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+        {
             channels.push(ChannelUrl::parse(entry)?);
         }
         let mqtt = present(&self.mqtt_url)
@@ -235,7 +256,11 @@ impl BillingArgs {
                 expected: "must be mqtt://[user:pass@]host[:port]",
             })?;
         if !(5..=3600).contains(&self.alert_interval) {
-            return Err(invalid("ALERT_INTERVAL", &self.alert_interval, "is outside 5..=3600"));
+            return Err(invalid(
+                "ALERT_INTERVAL",
+                &self.alert_interval,
+                "is outside 5..=3600",
+            ));
         }
         Ok(BillingConfig {
             billing_day: self.billing_day,
@@ -269,7 +294,10 @@ mod tests {
     fn parse(args: &[&str]) -> Result<BillingConfig, BillingConfigError> {
         let mut argv = vec!["sentinel"];
         argv.extend_from_slice(args);
-        Wrap::try_parse_from(argv).expect("clap accepts").billing.validate()
+        Wrap::try_parse_from(argv)
+            .expect("clap accepts")
+            .billing
+            .validate()
     }
 
     #[test]
@@ -277,9 +305,24 @@ mod tests {
         let c = parse(&[]).expect("defaults");
         assert_eq!(c, BillingConfig::default());
         let c = parse(&[
-            "--billing-day", "31", "--quota", "1.5TB", "--quota-basis", "MAX", "--quota-alerts",
-            "100, 50%,50", "--quota-adjust", "-2GB", "--upload-daily-limit", "300GB",
-            "--upload-rate-alert", "50Mbit/s for 30m", "--units", "iec", "--notify-lang", "zh-CN",
+            "--billing-day",
+            "31",
+            "--quota",
+            "1.5TB",
+            "--quota-basis",
+            "MAX",
+            "--quota-alerts",
+            "100, 50%,50",
+            "--quota-adjust",
+            "-2GB",
+            "--upload-daily-limit",
+            "300GB",
+            "--upload-rate-alert",
+            "50Mbit/s for 30m",
+            "--units",
+            "iec",
+            "--notify-lang",
+            "zh-CN",
         ])
         .expect("valid");
         assert_eq!(c.billing_day, 31);
@@ -303,7 +346,10 @@ mod tests {
             (&["--quota-alerts", "80,abc"], "QUOTA_ALERTS"),
             (&["--quota-alerts", "0"], "QUOTA_ALERTS"),
             (&["--quota-adjust", "1.2.3GB"], "QUOTA_ADJUST"),
-            (&["--upload-daily-limit", "300 parsecs"], "UPLOAD_DAILY_LIMIT"),
+            (
+                &["--upload-daily-limit", "300 parsecs"],
+                "UPLOAD_DAILY_LIMIT",
+            ),
             (&["--upload-rate-alert", "fast"], "UPLOAD_RATE_ALERT"),
             (&["--units", "metric"], "UNITS"),
             (&["--notify-lang", "fr"], "NOTIFY_LANG"),

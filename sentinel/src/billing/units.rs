@@ -84,7 +84,9 @@ fn split_number(text: &str) -> Option<(u128, u32, &str)> {
     }
     let mut mantissa: u128 = 0;
     for c in int.bytes().chain(frac.bytes()) {
-        mantissa = mantissa.checked_mul(10)?.checked_add(u128::from(c - b'0'))?;
+        mantissa = mantissa
+            .checked_mul(10)?
+            .checked_add(u128::from(c - b'0'))?;
     }
     Some((mantissa, frac.len() as u32, unit.trim()))
 }
@@ -158,8 +160,7 @@ pub struct RateRule {
     pub duration: Duration,
 }
 
-const RATE_EXPECTED: &str =
-    "a rate and a duration such as `50Mbit/s for 30m` (units bit/s, kbit/s, Mbit/s, Gbit/s, B/s, \
+const RATE_EXPECTED: &str = "a rate and a duration such as `50Mbit/s for 30m` (units bit/s, kbit/s, Mbit/s, Gbit/s, B/s, \
      KB/s, MB/s, GB/s; durations s, m, h)";
 
 /// Reads `50Mbit/s for 30m`.
@@ -238,8 +239,18 @@ mod tests {
             assert_eq!(parse_size(text), Ok(*want), "{text}");
         }
         for bad in [
-            "", "TB", "1.5", "1.5B", "1..5GB", "-1GB", "1XB", "1iB", "0.1B", "99999999EB",
-            "20000PB", "1 TB x",
+            "",
+            "TB",
+            "1.5",
+            "1.5B",
+            "1..5GB",
+            "-1GB",
+            "1XB",
+            "1iB",
+            "0.1B",
+            "99999999EB",
+            "20000PB",
+            "1 TB x",
         ] {
             assert!(parse_size(bad).is_err(), "{bad:?} accepted");
         }
@@ -264,7 +275,14 @@ mod tests {
             parse_rate_rule("1.5 Gbps for 90s").map(|r| (r.bytes_per_sec, r.duration)),
             Ok((187_500_000, Duration::from_secs(90)))
         );
-        for bad in ["50Mbit/s", "50 for 30m", "0Mbit/s for 30m", "5Mbit/s for 0m", "5Xbit/s for 1m", "5Mbit/s for 2d"] {
+        for bad in [
+            "50Mbit/s",
+            "50 for 30m",
+            "0Mbit/s for 30m",
+            "5Mbit/s for 0m",
+            "5Xbit/s for 1m",
+            "5Mbit/s for 2d",
+        ] {
             assert!(parse_rate_rule(bad).is_err(), "{bad:?} accepted");
         }
     }

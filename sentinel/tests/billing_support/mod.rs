@@ -1,6 +1,9 @@
 //! Local fakes for the billing tests: an HTTP server and an SMTP server on 127.0.0.1 that record
 //! what they receive and answer as told (status, delay, failures first). Nothing leaves loopback.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test target uses a different part of the support module"
+)]
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -72,12 +75,17 @@ impl FakeHttp {
             let mut served = 0usize;
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let Some(req) = read_request(&stream) else { continue };
+                let Some(req) = read_request(&stream) else {
+                    continue;
+                };
                 log.lock().expect("log").push(req);
                 served += 1;
                 std::thread::sleep(behaviour.delay);
                 let (status, body) = if served <= behaviour.fail_first {
-                    ("500 Internal Server Error", "{\"error\":\"try later\"}".to_owned())
+                    (
+                        "500 Internal Server Error",
+                        "{\"error\":\"try later\"}".to_owned(),
+                    )
                 } else {
                     ("200 OK", behaviour.body.clone())
                 };
@@ -110,7 +118,9 @@ impl FakeHttp {
 }
 
 fn read_request(stream: &TcpStream) -> Option<Received> {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -271,5 +281,8 @@ pub fn local(tz: &str, text: &str) -> i64 {
     use chrono::TimeZone as _;
     let tz: chrono_tz::Tz = tz.parse().expect("tz");
     let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("time");
-    tz.from_local_datetime(&naive).single().expect("unambiguous").timestamp()
+    tz.from_local_datetime(&naive)
+        .single()
+        .expect("unambiguous")
+        .timestamp()
 }

@@ -45,7 +45,9 @@ fn form_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -71,7 +73,10 @@ fn b64(bytes: &[u8]) -> String {
 fn json_request(url: String, body: &Value) -> HttpRequest {
     HttpRequest {
         url,
-        headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+        headers: vec![(
+            "Content-Type".into(),
+            "application/json; charset=utf-8".into(),
+        )],
         body: body.to_string().into_bytes(),
     }
 }
@@ -96,8 +101,12 @@ pub fn build(channel: &ChannelUrl, notice: &Notice, now_ms: i64) -> Option<HttpR
                 "Content-Type".into(),
                 "application/x-www-form-urlencoded".into(),
             )],
-            body: format!("title={}&desp={}", form_escape(&notice.title), form_escape(&notice.body))
-                .into_bytes(),
+            body: format!(
+                "title={}&desp={}",
+                form_escape(&notice.title),
+                form_escape(&notice.body)
+            )
+            .into_bytes(),
         },
         ChannelUrl::PushPlus { token, base } => json_request(
             format!("{base}/send"),
@@ -107,13 +116,23 @@ pub fn build(channel: &ChannelUrl, notice: &Notice, now_ms: i64) -> Option<HttpR
             format!("{base}/cgi-bin/webhook/send?key={}", form_escape(key)),
             &json!({ "msgtype": "text", "text": { "content": text } }),
         ),
-        ChannelUrl::DingTalk { token, secret, base } => {
+        ChannelUrl::DingTalk {
+            token,
+            secret,
+            base,
+        } => {
             let mut url = format!("{base}/robot/send?access_token={}", form_escape(token));
             if let Some(secret) = secret {
-                let sign = b64(&hmac_sha256(secret.as_bytes(), format!("{now_ms}\n{secret}").as_bytes()));
+                let sign = b64(&hmac_sha256(
+                    secret.as_bytes(),
+                    format!("{now_ms}\n{secret}").as_bytes(),
+                ));
                 url.push_str(&format!("&timestamp={now_ms}&sign={}", form_escape(&sign)));
             }
-            json_request(url, &json!({ "msgtype": "text", "text": { "content": text } }))
+            json_request(
+                url,
+                &json!({ "msgtype": "text", "text": { "content": text } }),
+            )
         }
         ChannelUrl::Feishu { hook, secret, base } => {
             let mut body = json!({ "msg_type": "text", "content": { "text": text } });
@@ -130,7 +149,8 @@ pub fn build(channel: &ChannelUrl, notice: &Notice, now_ms: i64) -> Option<HttpR
                 &json!({ "topic": topic, "title": notice.title, "message": notice.body, "tags": ["bar_chart"] }),
             );
             if let Some(token) = token {
-                r.headers.push(("Authorization".into(), format!("Bearer {token}")));
+                r.headers
+                    .push(("Authorization".into(), format!("Bearer {token}")));
             }
             r
         }
@@ -146,16 +166,24 @@ fn body_error(channel: &ChannelUrl, body: &str) -> bool {
     let code = |k: &str| v.get(k).and_then(Value::as_i64);
     match channel {
         ChannelUrl::Telegram { .. } => v.get("ok").and_then(Value::as_bool) == Some(false),
-        ChannelUrl::WeCom { .. } | ChannelUrl::DingTalk { .. } => code("errcode").is_some_and(|c| c != 0),
+        ChannelUrl::WeCom { .. } | ChannelUrl::DingTalk { .. } => {
+            code("errcode").is_some_and(|c| c != 0)
+        }
         ChannelUrl::Feishu { .. } => code("code").or(code("StatusCode")).is_some_and(|c| c != 0),
-        ChannelUrl::PushPlus { .. } | ChannelUrl::Bark { .. } => code("code").is_some_and(|c| c != 200),
+        ChannelUrl::PushPlus { .. } | ChannelUrl::Bark { .. } => {
+            code("code").is_some_and(|c| c != 200)
+        }
         ChannelUrl::ServerChan { .. } => code("code").is_some_and(|c| c != 0),
         _ => false,
     }
 }
 
 /// Sends `request` (POST) with `timeout` for the whole exchange.
-pub fn send(channel: &ChannelUrl, request: &HttpRequest, timeout: Duration) -> Result<(), HttpError> {
+pub fn send(
+    channel: &ChannelUrl,
+    request: &HttpRequest,
+    timeout: Duration,
+) -> Result<(), HttpError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
@@ -178,7 +206,10 @@ pub fn send(channel: &ChannelUrl, request: &HttpRequest, timeout: Duration) -> R
         .unwrap_or_default();
     let short: String = body.chars().take(200).collect();
     if !(200..300).contains(&status) || body_error(channel, &body) {
-        return Err(HttpError::Refused { status, body: short });
+        return Err(HttpError::Refused {
+            status,
+            body: short,
+        });
     }
     Ok(())
 }
@@ -198,10 +229,20 @@ mod tests {
 
     #[test]
     fn errors_in_200_bodies_are_failures() {
-        let wecom = ChannelUrl::WeCom { key: "k".into(), base: "b".into() };
-        assert!(body_error(&wecom, r#"{"errcode":93000,"errmsg":"invalid"}"#));
+        let wecom = ChannelUrl::WeCom {
+            key: "k".into(),
+            base: "b".into(),
+        };
+        assert!(body_error(
+            &wecom,
+            r#"{"errcode":93000,"errmsg":"invalid"}"#
+        ));
         assert!(!body_error(&wecom, r#"{"errcode":0,"errmsg":"ok"}"#));
-        let tg = ChannelUrl::Telegram { token: "t".into(), chat: "c".into(), base: "b".into() };
+        let tg = ChannelUrl::Telegram {
+            token: "t".into(),
+            chat: "c".into(),
+            base: "b".into(),
+        };
         assert!(body_error(&tg, r#"{"ok":false}"#));
         assert!(!body_error(&tg, "not json"));
     }

@@ -113,16 +113,17 @@ pub struct Notifier {
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.workers.iter().map(|w| &w.name)).finish()
+        f.debug_list()
+            .entries(self.workers.iter().map(|w| &w.name))
+            .finish()
     }
 }
 
 /// Sends one notice on one channel once.
 pub fn deliver(channel: &ChannelUrl, notice: &Notice, timeout: Duration) -> Result<(), String> {
     match channel {
-        ChannelUrl::Smtp(target) => {
-            smtp::send(target, &notice.title, &notice.body, timeout).map_err(|e| crate::error_chain(&e))
-        }
+        ChannelUrl::Smtp(target) => smtp::send(target, &notice.title, &notice.body, timeout)
+            .map_err(|e| crate::error_chain(&e)),
         other => {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -141,13 +142,16 @@ impl Notifier {
             let (queue, inbox) = mpsc::sync_channel::<Notice>(QUEUE);
             let stats = Arc::new(ChannelStats::default());
             let name = format!("{}#{}", channel.name(), i + 1);
-            let (worker_stats, worker_name, channel) = (stats.clone(), name.clone(), channel.clone());
+            let (worker_stats, worker_name, channel) =
+                (stats.clone(), name.clone(), channel.clone());
             let spawned = thread::Builder::new()
                 .name(format!("notify-{}", i + 1))
                 .spawn(move || run_worker(&worker_name, &channel, &inbox, policy, &worker_stats));
             match spawned {
                 Ok(_) => workers.push(Worker { name, queue, stats }),
-                Err(e) => tracing::error!(channel = name, error = %e, "cannot start the notification worker; this channel is off"),
+                Err(e) => {
+                    tracing::error!(channel = name, error = %e, "cannot start the notification worker; this channel is off")
+                }
             }
         }
         Notifier { workers }
@@ -160,14 +164,21 @@ impl Notifier {
                 w.queue.try_send(notice.clone())
             {
                 w.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(channel = w.name, title = notice.title, "notification queue full; notice dropped");
+                tracing::warn!(
+                    channel = w.name,
+                    title = notice.title,
+                    "notification queue full; notice dropped"
+                );
             }
         }
     }
 
     /// Channel names and their counters.
     pub fn stats(&self) -> Vec<(String, Arc<ChannelStats>)> {
-        self.workers.iter().map(|w| (w.name.clone(), w.stats.clone())).collect()
+        self.workers
+            .iter()
+            .map(|w| (w.name.clone(), w.stats.clone()))
+            .collect()
     }
 
     /// Number of channels.
@@ -195,16 +206,33 @@ fn run_worker(
             match deliver(channel, &notice, policy.timeout) {
                 Ok(()) => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(channel = name, attempt, title = notice.title, "notification delivered");
+                    tracing::info!(
+                        channel = name,
+                        attempt,
+                        title = notice.title,
+                        "notification delivered"
+                    );
                     break;
                 }
                 Err(error) => {
                     stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     if attempt == policy.attempts.max(1) {
                         stats.given_up.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(channel = name, attempt, error, title = notice.title, "notification failed; giving up");
+                        tracing::error!(
+                            channel = name,
+                            attempt,
+                            error,
+                            title = notice.title,
+                            "notification failed; giving up"
+                        );
                     } else {
-                        tracing::warn!(channel = name, attempt, error, retry_in_s = wait.as_secs_f64(), "notification failed; retrying");
+                        tracing::warn!(
+                            channel = name,
+                            attempt,
+                            error,
+                            retry_in_s = wait.as_secs_f64(),
+                            "notification failed; retrying"
+                        );
                         thread::sleep(wait);
                         wait = (wait * 2).min(policy.max_backoff);
                     }

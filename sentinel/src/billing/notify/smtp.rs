@@ -86,7 +86,10 @@ impl SmtpTarget {
             None => match &user {
                 Some(u) if u.contains('@') => u.clone(),
                 Some(u) => format!("{u}@{host}"),
-                None => to.first().cloned().ok_or("no recipient address after the host")?,
+                None => to
+                    .first()
+                    .cloned()
+                    .ok_or("no recipient address after the host")?,
             },
         };
         if to.is_empty() {
@@ -241,7 +244,12 @@ impl Session<'_> {
         }
     }
 
-    fn command(&mut self, step: &'static str, line: &str, ok: &[u16]) -> Result<Vec<String>, SmtpError> {
+    fn command(
+        &mut self,
+        step: &'static str,
+        line: &str,
+        ok: &[u16],
+    ) -> Result<Vec<String>, SmtpError> {
         let mut data = line.as_bytes().to_vec();
         data.extend_from_slice(b"\r\n");
         self.conn.write_all(&data).map_err(self.io(step))?;
@@ -259,7 +267,13 @@ fn encoded_word(text: &str) -> String {
 }
 
 /// The message as sent after DATA (CRLF line ends, base64 body in 76-column lines).
-pub(crate) fn message_text(from: &str, to: &[String], subject: &str, body: &str, date: &str) -> String {
+pub(crate) fn message_text(
+    from: &str,
+    to: &[String],
+    subject: &str,
+    body: &str,
+    date: &str,
+) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(body);
     let mut lines: Vec<String> = vec![
         format!("From: NetTraffic-Sentinel <{from}>"),
@@ -278,7 +292,12 @@ pub(crate) fn message_text(from: &str, to: &[String], subject: &str, body: &str,
 }
 
 /// Sends one e-mail; `timeout` bounds each read and write.
-pub fn send(target: &SmtpTarget, subject: &str, body: &str, timeout: Duration) -> Result<(), SmtpError> {
+pub fn send(
+    target: &SmtpTarget,
+    subject: &str,
+    body: &str,
+    timeout: Duration,
+) -> Result<(), SmtpError> {
     let io = |what, source| SmtpError::Io {
         host: target.host.clone(),
         port: target.port,
@@ -291,8 +310,10 @@ pub fn send(target: &SmtpTarget, subject: &str, body: &str, timeout: Duration) -
         .next()
         .ok_or_else(|| io("resolving", std::io::ErrorKind::NotFound.into()))?;
     let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| io("connecting", e))?;
-    tcp.set_read_timeout(Some(timeout)).map_err(|e| io("connecting", e))?;
-    tcp.set_write_timeout(Some(timeout)).map_err(|e| io("connecting", e))?;
+    tcp.set_read_timeout(Some(timeout))
+        .map_err(|e| io("connecting", e))?;
+    tcp.set_write_timeout(Some(timeout))
+        .map_err(|e| io("connecting", e))?;
     let conn = match target.tls {
         Tls::Implicit => tls_wrap(&target.host, tcp)?,
         _ => Conn::Plain(tcp),
@@ -301,7 +322,10 @@ pub fn send(target: &SmtpTarget, subject: &str, body: &str, timeout: Duration) -
     s.expect("greeting", &[220])?;
     let ehlo = s.command("EHLO", "EHLO sentinel", &[250])?;
     if target.tls == Tls::StartTls {
-        if !ehlo.iter().any(|l| l.to_ascii_uppercase().contains("STARTTLS")) {
+        if !ehlo
+            .iter()
+            .any(|l| l.to_ascii_uppercase().contains("STARTTLS"))
+        {
             return Err(SmtpError::Tls(
                 "the server does not offer STARTTLS (use mailtos:// for port 465, or ?tls=no for a LAN relay)".into(),
                 target.host.clone(),
@@ -309,7 +333,10 @@ pub fn send(target: &SmtpTarget, subject: &str, body: &str, timeout: Duration) -
         }
         s.command("STARTTLS", "STARTTLS", &[220])?;
         let Conn::Plain(tcp) = s.conn else {
-            return Err(SmtpError::Tls("TLS started twice".into(), target.host.clone()));
+            return Err(SmtpError::Tls(
+                "TLS started twice".into(),
+                target.host.clone(),
+            ));
         };
         s.conn = tls_wrap(&target.host, tcp)?;
         s.command("EHLO", "EHLO sentinel", &[250])?;
@@ -346,9 +373,13 @@ mod tests {
 
     #[test]
     fn targets_from_urls() {
-        let t = SmtpTarget::from_parts(true, "me%40qq.com:pw@smtp.qq.com/a@x.cn,b@y.cn", None, None)
-            .expect("valid");
-        assert_eq!((t.port, t.tls, t.from.as_str()), (465, Tls::Implicit, "me@qq.com"));
+        let t =
+            SmtpTarget::from_parts(true, "me%40qq.com:pw@smtp.qq.com/a@x.cn,b@y.cn", None, None)
+                .expect("valid");
+        assert_eq!(
+            (t.port, t.tls, t.from.as_str()),
+            (465, Tls::Implicit, "me@qq.com")
+        );
         assert_eq!(t.to, vec!["a@x.cn".to_owned(), "b@y.cn".to_owned()]);
         let t = SmtpTarget::from_parts(false, "relay.lan:25/a@x.cn", Some("nas@lan"), Some("no"))
             .expect("valid");

@@ -9,7 +9,9 @@ use std::fmt;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
     /// An unknown scheme.
-    #[error("{scheme}:// is not a known channel (tgram, bark, barks, schan, pushplus, wecom, dingtalk, feishu, ntfy, ntfys, mailto, mailtos, json, jsons)")]
+    #[error(
+        "{scheme}:// is not a known channel (tgram, bark, barks, schan, pushplus, wecom, dingtalk, feishu, ntfy, ntfys, mailto, mailtos, json, jsons)"
+    )]
     Scheme {
         /// The scheme given.
         scheme: String,
@@ -242,7 +244,12 @@ impl ChannelUrl {
                     chat: chat.clone(),
                     base: p.base("https://api.telegram.org"),
                 },
-                _ => return Err(shape("expected a bot token and a chat id", "tgram://123:ABC/456")),
+                _ => {
+                    return Err(shape(
+                        "expected a bot token and a chat id",
+                        "tgram://123:ABC/456",
+                    ));
+                }
             },
             "bark" | "barks" => match seg.as_slice() {
                 [host, key] => {
@@ -252,7 +259,12 @@ impl ChannelUrl {
                         base: p.base(&format!("{scheme}://{host}")),
                     }
                 }
-                _ => return Err(shape("expected a host and a device key", "barks://api.day.app/KEY")),
+                _ => {
+                    return Err(shape(
+                        "expected a host and a device key",
+                        "barks://api.day.app/KEY",
+                    ));
+                }
             },
             "schan" => ChannelUrl::ServerChan {
                 key: one("schan://SCT123abc")?,
@@ -302,7 +314,9 @@ impl ChannelUrl {
                     p.get("from"),
                     p.get("tls"),
                 )
-                .map_err(|problem| shape(problem, "mailtos://me:pw@smtp.example.com/me@example.com"))?,
+                .map_err(|problem| {
+                    shape(problem, "mailtos://me:pw@smtp.example.com/me@example.com")
+                })?,
             ),
             other => {
                 return Err(UrlError::Scheme {
@@ -335,7 +349,8 @@ mod tests {
 
     #[test]
     fn every_scheme_parses() {
-        let t = ChannelUrl::parse("tgram://123:ABC/-100200?base=http://127.0.0.1:9/").expect("tgram");
+        let t =
+            ChannelUrl::parse("tgram://123:ABC/-100200?base=http://127.0.0.1:9/").expect("tgram");
         assert_eq!(
             t,
             ChannelUrl::Telegram {
@@ -348,13 +363,21 @@ mod tests {
             Ok(ChannelUrl::Bark { ref base, ref key }) if base == "https://api.day.app" && key == "KEY"));
         assert!(matches!(ChannelUrl::parse("ntfy://my-nas"),
             Ok(ChannelUrl::Ntfy { ref base, .. }) if base == "https://ntfy.sh"));
-        assert!(matches!(ChannelUrl::parse("ntfy://10.0.0.2:8080/nas?token=tk"),
-            Ok(ChannelUrl::Ntfy { ref base, ref token, .. }) if base == "http://10.0.0.2:8080" && token.as_deref() == Some("tk")));
+        assert!(
+            matches!(ChannelUrl::parse("ntfy://10.0.0.2:8080/nas?token=tk"),
+            Ok(ChannelUrl::Ntfy { ref base, ref token, .. }) if base == "http://10.0.0.2:8080" && token.as_deref() == Some("tk"))
+        );
         assert!(matches!(ChannelUrl::parse("dingtalk://tok/SEC1"),
             Ok(ChannelUrl::DingTalk { ref secret, .. }) if secret.as_deref() == Some("SEC1")));
         assert!(matches!(ChannelUrl::parse("jsons://example.com/hook"),
             Ok(ChannelUrl::Webhook { ref url }) if url == "https://example.com/hook"));
-        for ok in ["schan://SCT1", "pushplus://tok", "wecom://k", "feishu://h", "mailtos://u:p@smtp.example.com/to@example.com"] {
+        for ok in [
+            "schan://SCT1",
+            "pushplus://tok",
+            "wecom://k",
+            "feishu://h",
+            "mailtos://u:p@smtp.example.com/to@example.com",
+        ] {
             assert!(ChannelUrl::parse(ok).is_ok(), "{ok}");
         }
     }
