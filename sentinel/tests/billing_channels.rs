@@ -279,3 +279,70 @@ fn smtp_refuses_to_send_a_password_in_clear_without_starttls() {
         "{sessions:?}"
     );
 }
+
+#[test]
+fn notify_test_subcommand_reports_every_channel() {
+    let hook = FakeHttp::start(Behaviour::default());
+    let ntfy = FakeHttp::start(Behaviour::default());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        closed.local_addr().expect("addr").port()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |notify: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sentinel"))
+            .arg("notify-test")
+            .env_clear()
+            .env("TZ", "Asia/Shanghai")
+            .env("DB_PATH", dir.path().join("t.db"))
+            .env("QUOTA", "1TB")
+            .env("NOTIFY_LANG", "zh-CN")
+            .env("ALERT_WEBHOOK", format!("{}/hook", hook.base))
+            .env("NOTIFY", notify)
+            .output()
+            .expect("run sentinel")
+    };
+    let ok = run(format!("ntfy://h/nas?base={}", ntfy.base));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["webhook: sent", "ntfy: sent"]
+    );
+    let payload = hook.requests()[0].json();
+    assert_eq!(
+        (payload["kind"].as_str(), payload["lang"].as_str()),
+        (Some("test"), Some("zh-CN"))
+    );
+    assert!(
+        payload["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("此通知渠道工作正常")),
+        "{payload}"
+    );
+    assert_eq!(ntfy.requests().len(), 1);
+    // One dead channel: the others are still tried, and the exit status says so.
+    let bad = run(format!("ntfy://h/nas?base={dead}"));
+    assert_eq!(bad.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        stdout.contains("webhook: sent") && stdout.contains("ntfy: FAILED"),
+        "{stdout}"
+    );
+    assert_eq!(hook.requests().len(), 2);
+    // Nothing configured is an error, not a silent success.
+    let none = std::process::Command::new(env!("CARGO_BIN_EXE_sentinel"))
+        .arg("notify-test")
+        .env_clear()
+        .env("TZ", "UTC")
+        .output()
+        .expect("run sentinel");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("ALERT_WEBHOOK"));
+}
