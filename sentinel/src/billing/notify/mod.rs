@@ -203,7 +203,13 @@ fn run_worker(
     while let Ok(notice) = inbox.recv() {
         let mut wait = policy.first_backoff;
         for attempt in 1..=policy.attempts.max(1) {
-            match deliver(channel, &notice, policy.timeout) {
+            // A panic in a client library must not end this channel's worker for good: it
+            // counts as a failed attempt.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                deliver(channel, &notice, policy.timeout)
+            }))
+            .unwrap_or_else(|_| Err("the sender panicked".to_owned()));
+            match outcome {
                 Ok(()) => {
                     stats.delivered.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
