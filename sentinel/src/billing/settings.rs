@@ -158,6 +158,22 @@ fn present(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// `NOTIFY` split at commas, with the pieces that are not URLs put back: a comma inside a URL
+/// (`mailto://…/a@x.cn,b@y.cn`) separates that URL's recipients, not channels.
+fn join_notify(parts: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        match out.last_mut() {
+            Some(last) if !part.contains("://") => {
+                last.push(',');
+                last.push_str(part);
+            }
+            _ => out.push(part.to_owned()),
+        }
+    }
+    out
+}
+
 impl BillingArgs {
     /// Validates every billing setting.
     pub fn validate(&self) -> Result<BillingConfig, BillingConfigError> {
@@ -239,13 +255,8 @@ impl BillingArgs {
                 })?,
             );
         }
-        for entry in self
-            .notify
-            .iter()
-            .map(|e| e.trim())
-            .filter(|e| !e.is_empty())
-        {
-            channels.push(ChannelUrl::parse(entry)?);
+        for entry in join_notify(&self.notify) {
+            channels.push(ChannelUrl::parse(&entry)?);
         }
         let mqtt = present(&self.mqtt_url)
             .map(super::mqtt::MqttUrl::parse)
@@ -333,6 +344,17 @@ mod tests {
         assert_eq!(c.upload_daily_limit, Some(300_000_000_000));
         assert_eq!(c.upload_rate.map(|r| r.bytes_per_sec), Some(6_250_000));
         assert_eq!((c.units, c.lang), (Units::Iec, Lang::Zh));
+        let c = parse(&[
+            "--notify",
+            "mailtos://u:p@smtp.example.com/a@x.cn,b@y.cn,ntfy://nas,schan://K",
+        ])
+        .expect("valid");
+        let names: Vec<String> = c.channels.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["email", "ntfy", "serverchan"]);
+        match &c.channels[0] {
+            ChannelUrl::Smtp(t) => assert_eq!(t.to, ["a@x.cn", "b@y.cn"]),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
