@@ -54,7 +54,7 @@ pub struct BillingArgs {
     #[arg(long, env = "ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
 
-    /// Notification channels, comma-separated URLs: `tgram://TOKEN/CHAT`, `bark://KEY@host`,
+    /// Notification channels, comma-separated URLs: `tgram://TOKEN/CHAT`, `barks://host/KEY`,
     /// `schan://SENDKEY`, `pushplus://TOKEN`, `wecom://KEY`, `dingtalk://TOKEN[/SECRET]`,
     /// `feishu://HOOK_ID[/SECRET]`, `ntfy://host/topic`, `mailto://user:pass@host:port/to@x`
     /// (docs/alerts.md).
@@ -79,13 +79,12 @@ pub struct BillingArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum BillingConfigError {
     /// A size, rate or unit that cannot be read.
-    #[error("{setting}: {source}")]
+    #[error("{setting}: {problem}")]
     Unit {
         /// The setting.
         setting: &'static str,
-        /// What was wrong.
-        #[source]
-        source: units::UnitError,
+        /// What was wrong (shown in the message, not chained, so it is said once).
+        problem: units::UnitError,
     },
     /// A value outside its range.
     #[error("{setting}: {value:?} {expected}")]
@@ -151,7 +150,7 @@ impl Default for BillingConfig {
 }
 
 fn unit<T>(setting: &'static str, r: Result<T, units::UnitError>) -> Result<T, BillingConfigError> {
-    r.map_err(|source| BillingConfigError::Unit { setting, source })
+    r.map_err(|problem| BillingConfigError::Unit { setting, problem })
 }
 
 fn present(v: &Option<String>) -> Option<&str> {
