@@ -199,3 +199,101 @@ pub fn implied_rules(config: &BillingConfig, alert: &Alert) -> Vec<String> {
         _ => vec![alert.rule.clone()],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::NaiveDate;
+
+    use super::*;
+    use crate::{
+        billing::{
+            cycle::{Cycle, figures},
+            units::RateRule,
+        },
+        store::Traffic,
+        timebucket::Zone,
+    };
+
+    fn report(now: i64, cycle_up: u64, used: u64, quota: u64) -> Report {
+        let zone = Zone::UTC;
+        let today = zone.local_date(now);
+        let cycle = Cycle::at(zone, 1, now);
+        let mut traffic = Traffic::default();
+        traffic.up.ip_bytes = cycle_up;
+        Report {
+            now,
+            today,
+            cycle,
+            traffic,
+            figures: figures(&cycle, today, now, used, Some(quota)),
+            today_traffic: Traffic::default(),
+            previous: Vec::new(),
+        }
+    }
+
+    fn config() -> BillingConfig {
+        BillingConfig {
+            quota: Some(1000),
+            upload_rate: Some(RateRule {
+                bytes_per_sec: 100,
+                duration: Duration::from_secs(60),
+            }),
+            ..BillingConfig::default()
+        }
+    }
+
+    fn rules_fired(rules: &mut Rules, r: &Report) -> Vec<String> {
+        rules
+            .evaluate(&config(), r, &HashSet::new())
+            .into_iter()
+            .map(|a| a.rule)
+            .collect()
+    }
+
+    #[test]
+    fn the_sustained_rule_restarts_when_the_rate_drops() {
+        let mut t = NaiveDate::from_ymd_opt(2026, 6, 10)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .map_or(0, |t| t.and_utc().timestamp());
+        let mut rules = Rules::default();
+        let mut up = 0;
+        // 40 s fast, 10 s slow, 40 s fast: never 60 s in a row.
+        for (dt, bytes) in [
+            (0, 0),
+            (20, 4000),
+            (20, 4000),
+            (10, 10),
+            (20, 4000),
+            (20, 4000),
+        ] {
+            t += dt;
+            up += bytes;
+            let fired = rules_fired(&mut rules, &report(t, up, 0, 1000));
+            assert!(
+                !fired.contains(&"upload_rate".to_owned()),
+                "at +{dt}: {fired:?}"
+            );
+        }
+        // 20 s more at speed makes 60 s.
+        let fired = rules_fired(&mut rules, &report(t + 20, up + 4000, 0, 1000));
+        assert_eq!(fired, ["upload_rate"]);
+        assert!(rules.upload_rate_high());
+        assert_eq!(rules.last_rate, Some(200));
+    }
+
+    #[test]
+    fn the_projection_waits_a_day_into_the_cycle() {
+        let start = Cycle::at(Zone::UTC, 1, 1_780_000_000).start_unix;
+        let mut rules = Rules::default();
+        // Half the quota in the first hour projects far over it, but it is too early to say.
+        let early = rules_fired(&mut rules, &report(start + 3600, 0, 500, 1000));
+        assert!(early.is_empty(), "{early:?}");
+        let later = rules_fired(&mut rules, &report(start + DAY, 0, 500, 1000));
+        assert_eq!(later, ["projection"]);
+        // Over the quota already: the threshold alert says it, not the projection.
+        let over = rules_fired(&mut rules, &report(start + 2 * DAY, 0, 1500, 1000));
+        assert_eq!(over, ["quota:100"]);
+    }
+}
