@@ -6,7 +6,7 @@
 //! to recognise pinned maps of an older layout.
 
 /// Layout version of the maps below; pinned maps carry it in their directory name.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 4;
 
 /// Name of the TC classifier program in the object file.
 pub const PROGRAM_NAME: &str = "sentinel_tc";
@@ -16,8 +16,6 @@ pub const BASELINE_PROGRAM_NAME: &str = "sentinel_nop";
 
 /// Per-CPU array of [`Counters`], indexed by [`totals_index`].
 pub const MAP_TOTALS: &str = "SNT_TOTALS";
-/// Per-CPU LRU hash of [`RemoteKey`] -> [`RemoteCounters`].
-pub const MAP_REMOTES: &str = "SNT_REMOTES";
 /// Per-CPU array of `u64`, indexed by [`ErrorKind`].
 pub const MAP_ERRORS: &str = "SNT_ERRORS";
 /// LPM trie of `[u8; 4]` keys (prefix length first, as the kernel's `bpf_lpm_trie_key`) -> `u32` address flags (see [`crate::addr`]).
@@ -29,8 +27,8 @@ pub const MAP_ADDRS_V6: &str = "SNT_ADDRS_V6";
 /// because userspace knows no trie entry could change their answer; zero, the initial value,
 /// means "always look up"); [`CONFIG_ABI`] and [`CONFIG_INSTANCE`] identify pinned maps.
 pub const MAP_CONFIG: &str = "SNT_CONFIG";
-/// Slots of [`MAP_CONFIG`].
-pub const CONFIG_SLOTS: u32 = 3;
+/// Slots of [`MAP_CONFIG`] ([`CONFIG_SIDE`] and [`CONFIG_LINK`] are in the blocks below).
+pub const CONFIG_SLOTS: u32 = 5;
 /// [`MAP_CONFIG`] slot of the `SKIP_*` bits, read by the program.
 pub const CONFIG_SKIP: u32 = 0;
 /// [`MAP_CONFIG`] slot of the [`ABI_VERSION`] that created the pinned maps (userspace only).
@@ -47,10 +45,69 @@ pub const SKIP_V6_NONPUBLIC: u32 = 1 << 2;
 /// No IPv6 trie entry can change the verdict of a public IPv6 address.
 pub const SKIP_V6_PUBLIC: u32 = 1 << 3;
 
-/// Capacity of the per-remote LRU map: distinct remotes between two drains, with room to spare.
+// --- Per-remote counters: two maps swapped by the drain (the daemon's `capture::ebpf::remotes`
+// module has the whole protocol). The program adds to the map [`CONFIG_SIDE`] names; each drain that finds it moved
+// flips the slot, waits for an RCU grace period (every program run that could still see the old
+// side has ended), then reads and deletes the now-idle map and zeroes its overflow slot. So the
+// drain reads only remotes that moved, and every byte is read exactly once.
+
+/// Per-CPU hash (not LRU: nothing is ever evicted) of [`RemoteKey`] -> [`RemoteCounters`], side 0.
+pub const MAP_REMOTES_A: &str = "SNT_REMOTES_A";
+/// The same for side 1.
+pub const MAP_REMOTES_B: &str = "SNT_REMOTES_B";
+/// Per-CPU array of [`RemoteCounters`], one slot per side: what a side's map had no room for
+/// (more than [`REMOTES_MAX_ENTRIES`] distinct remotes between two drains). Per-remote sums plus
+/// overflow always equal the up/down direction totals.
+pub const MAP_OVERFLOW: &str = "SNT_OVERFLOW";
+/// Slots of [`MAP_OVERFLOW`]: one per side.
+pub const OVERFLOW_SLOTS: u32 = 2;
+/// [`MAP_CONFIG`] slot of the side (0: [`MAP_REMOTES_A`], 1: [`MAP_REMOTES_B`]) the program adds
+/// remotes to; written by the drain only.
+pub const CONFIG_SIDE: u32 = 3;
+/// Capacity of each per-remote map: distinct remotes between two drains (one second), with room
+/// to spare; beyond it a side's [`MAP_OVERFLOW`] slot takes the bytes.
 pub const REMOTES_MAX_ENTRIES: u32 = 16_384;
+// --- End of the per-remote block.
 /// Capacity of each address trie: local addresses plus LAN and user prefixes.
 pub const ADDRS_MAX_ENTRIES: u32 = 1_024;
+
+// ---- Link layer: the link header kind and the MAC addresses of the NAS's own children ----
+
+/// [`MAP_CONFIG`] slot of the monitored link's header kind, read by the program for every frame:
+/// [`LINK_ETHERNET`] (the initial zero) or [`LINK_RAW_IP`].
+pub const CONFIG_LINK: u32 = 4;
+/// Frames start with an Ethernet header (Ethernet, Wi-Fi as the kernel presents it, veth, bridges,
+/// macvlan, loopback).
+pub const LINK_ETHERNET: u64 = 0;
+/// Frames start at the IP header (ppp0, wg0, tun0/tailscale0, ipip...).
+pub const LINK_RAW_IP: u64 = 1;
+/// Hash of [`MacKey`] -> `u32` (always 1): unicast MAC addresses that are the NAS's own although
+/// they are not the monitored interface's (macvlan/macvtap children, the master bridge). A
+/// received frame for one of them is counted although the kernel marks it PACKET_OTHERHOST.
+pub const MAP_MACS: &str = "SNT_MACS";
+/// Capacity of [`MAP_MACS`]: children of one interface.
+pub const MACS_MAX_ENTRIES: u32 = 256;
+
+/// Key of [`MAP_MACS`]: a MAC address, padded to 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacKey {
+    /// The address as on the wire.
+    pub addr: [u8; 6],
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<MacKey>() == 8);
+
+impl MacKey {
+    /// The key of `addr`.
+    #[inline(always)]
+    pub const fn new(addr: [u8; 6]) -> Self {
+        Self { addr, _pad: [0; 2] }
+    }
+}
+
+// ---- end of the link-layer block ----
 
 /// Address family as stored in keys and indices.
 pub const FAMILY_V4: u8 = 0;
@@ -98,7 +155,7 @@ pub struct Counters {
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 24);
 
-/// Key of [`MAP_REMOTES`]: the remote (public) end of a counted packet.
+/// Key of [`MAP_REMOTES_A`] and [`MAP_REMOTES_B`]: the remote (public) end of a counted packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RemoteKey {
@@ -138,7 +195,8 @@ impl RemoteKey {
     }
 }
 
-/// Value of [`MAP_REMOTES`]: what the NAS exchanged with one remote. Monotonic while the entry lives.
+/// Value of [`MAP_REMOTES_A`], [`MAP_REMOTES_B`] and [`MAP_OVERFLOW`]: what the NAS exchanged with
+/// one remote since the drain last read (and deleted) its entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RemoteCounters {
@@ -157,9 +215,10 @@ const _: () = assert!(core::mem::size_of::<RemoteCounters>() == 32);
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
-    /// Not IPv4 or IPv6 (ARP, LLDP, PPPoE, a second VLAN tag...): passed on, not counted.
+    /// Not IPv4 or IPv6 (ARP, LLDP, PPPoE discovery and control, a second VLAN tag...): passed
+    /// on, not counted.
     NotIp = 0,
-    /// Shorter than its Ethernet (or VLAN) header.
+    /// Shorter than its Ethernet (or VLAN, or PPPoE session) header.
     TruncatedL2 = 1,
     /// Shorter than the minimal IP header.
     TruncatedL3 = 2,
@@ -171,10 +230,12 @@ pub enum ErrorKind {
     LengthBeyondFrame = 5,
     /// A GSO super-packet whose transport header could not be read; counted without the correction.
     GsoNoL4 = 6,
-    /// The per-remote map refused an update; direction totals were still counted.
+    /// The per-remote map had no room for a new remote: its bytes went to the side's overflow slot
+    /// ([`MAP_OVERFLOW`], shown as "other"); direction totals were counted as always.
     RemoteUpdate = 7,
     /// Received for another host's MAC address (PACKET_OTHERHOST: a promiscuous NIC, a bridge
-    /// flooding unknown unicast): other hosts' traffic, never the NAS's (the seed counted it, D9).
+    /// flooding unknown unicast) that is not one of the NAS's own ([`MAP_MACS`]): other hosts'
+    /// traffic, never the NAS's (the seed counted it, D9).
     OtherHost = 8,
 }
 
@@ -221,4 +282,5 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::RemoteKey {}
     unsafe impl aya::Pod for super::RemoteCounters {}
+    unsafe impl aya::Pod for super::MacKey {}
 }

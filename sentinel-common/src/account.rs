@@ -7,7 +7,7 @@
 use crate::{
     abi::{ErrorKind, RemoteKey, Verdict},
     addr::AddrFlags,
-    frame::{Addrs, Frame, l4_header_len, parse},
+    frame::{Addrs, Frame, LinkKind, l4_header_len, parse_link},
     rules::{classify_v4, classify_v6},
 };
 
@@ -30,14 +30,16 @@ pub struct Accounting {
     pub note: Option<ErrorKind>,
 }
 
-/// Accounts one frame. `gso_segs` is the kernel's segment count (0 or 1 for a plain packet).
+/// Accounts one frame of a `link` link. `gso_segs` is the kernel's segment count (0 or 1 for a
+/// plain packet).
 #[inline(always)]
 pub fn account<F: Frame + ?Sized, A: AddrFlags + ?Sized>(
     frame: &F,
+    link: LinkKind,
     gso_segs: u32,
     table: &A,
 ) -> Result<Accounting, ErrorKind> {
-    let ip = parse(frame)?;
+    let ip = parse_link(frame, link)?;
     let (verdict, remote) = match &ip.addrs {
         Addrs::V4(src, dst) => {
             let v = classify_v4(*src, *dst, table);

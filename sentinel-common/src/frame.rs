@@ -1,11 +1,13 @@
-//! The frame parser: Ethernet, at most one 802.1Q/802.1ad tag, IPv4 (with options) or IPv6.
+//! The frame parser: Ethernet, at most one 802.1Q/802.1ad tag, an optional PPPoE session header,
+//! IPv4 (with options) or IPv6; or, on raw-IP links (ppp0, wg0, tun), IPv4 or IPv6 from the
+//! frame's first byte.
 //!
 //! It reads through the [`Frame`] trait so that the same code runs on a `&[u8]` in userspace and on
 //! an `__sk_buff` in the kernel. It applies the length rule of DESIGN.md "Counting": count the IP
 //! length field, but a length of 0 (GSO/BIG TCP) or one larger than the frame means "what is
 //! actually there"; never count bytes that are not on the wire.
 
-use crate::abi::{ErrorKind, FAMILY_V4, FAMILY_V6};
+use crate::abi::{ErrorKind, FAMILY_V4, FAMILY_V6, LINK_RAW_IP};
 
 const ETH_HLEN: u32 = 14;
 const VLAN_HLEN: u32 = 4;
@@ -13,6 +15,15 @@ const ETH_P_IPV4: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
+/// PPPoE session stage (RFC 2516): a 6-byte PPPoE header, then the 2-byte PPP protocol.
+const ETH_P_PPPOE_SES: u16 = 0x8864;
+const PPPOE_HLEN: u32 = 6 + 2;
+/// PPPoE version 1, type 1; code 0 is session data (RFC 2516 section 4).
+const PPPOE_VER_TYPE: u8 = 0x11;
+const PPPOE_CODE_SESSION: u8 = 0;
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 const IPV4_MIN_HLEN: u32 = 20;
 const IPV6_HLEN: u32 = 40;
 
@@ -21,7 +32,52 @@ pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol numbers the GSO correction understands.
 pub const IPPROTO_UDP: u8 = 17;
 
-/// Read access to one captured frame, starting at its Ethernet header.
+/// What a link puts before the IP header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LinkKind {
+    /// An Ethernet header, perhaps a VLAN tag, perhaps a PPPoE session header.
+    #[default]
+    Ethernet,
+    /// Nothing: the frame starts with the IP header (ARPHRD_PPP, ARPHRD_NONE for tun and
+    /// WireGuard, ARPHRD_RAWIP, IP-in-IP tunnels).
+    RawIp,
+}
+
+impl LinkKind {
+    /// The kind stored in [`crate::abi::CONFIG_LINK`] (anything but [`LINK_RAW_IP`] is Ethernet,
+    /// the initial zero included).
+    #[inline(always)]
+    pub const fn from_config(value: u64) -> Self {
+        if value == LINK_RAW_IP {
+            LinkKind::RawIp
+        } else {
+            LinkKind::Ethernet
+        }
+    }
+
+    /// The value for [`crate::abi::CONFIG_LINK`].
+    pub const fn config(self) -> u64 {
+        match self {
+            LinkKind::Ethernet => crate::abi::LINK_ETHERNET,
+            LinkKind::RawIp => LINK_RAW_IP,
+        }
+    }
+
+    /// The kind of a device's ARPHRD type (`/sys/class/net/IF/type`, linux/if_arp.h), `None` for
+    /// links whose frames this parser cannot read.
+    pub const fn from_arphrd(hatype: u16) -> Option<Self> {
+        match hatype {
+            // ETHER, LOOPBACK (an all-zero Ethernet header).
+            1 | 772 => Some(LinkKind::Ethernet),
+            // PPP, RAWIP, NONE (tun, WireGuard), TUNNEL (ipip), TUNNEL6 (ip6tnl), SIT: no
+            // header_ops, so the skb and the packet socket see the IP header first.
+            512 | 519 | 0xfffe | 768 | 769 | 776 => Some(LinkKind::RawIp),
+            _ => None,
+        }
+    }
+}
+
+/// Read access to one captured frame, starting at its link-layer header (which may be empty).
 pub trait Frame {
     /// Length of the whole frame as the kernel holds it (link-layer header included).
     fn frame_len(&self) -> u32;
@@ -69,7 +125,7 @@ impl Addrs {
 pub struct IpHeader {
     /// Source and destination.
     pub addrs: Addrs,
-    /// Bytes before the IP header (Ethernet header and tag).
+    /// Bytes before the IP header (Ethernet header, tag, PPPoE session header; 0 on raw IP).
     pub l2_len: u32,
     /// IP header length (IPv4 IHL * 4; 40 for IPv6: extension headers are payload here).
     pub l3_hdr_len: u32,
@@ -85,7 +141,58 @@ pub struct IpHeader {
 /// Ethernet frame (60 bytes at least) is this long.
 const FAST_READ: usize = 18 + 40;
 
-/// Parses the link and IP headers of a frame.
+/// Parses the link and IP headers of a frame of a link of kind `link`.
+#[inline(always)]
+pub fn parse_link<F: Frame + ?Sized>(frame: &F, link: LinkKind) -> Result<IpHeader, ErrorKind> {
+    match link {
+        LinkKind::Ethernet => parse(frame),
+        LinkKind::RawIp => parse_raw(frame),
+    }
+}
+
+/// Parses a raw-IP frame: the version nibble of the first byte says which IP it is.
+#[inline(always)]
+fn parse_raw<F: Frame + ?Sized>(frame: &F) -> Result<IpHeader, ErrorKind> {
+    let len = frame.frame_len();
+    // One read covers an IPv6 header or an IPv4 one with room to spare; shorter packets (small
+    // IPv4 ones) take a second, smaller read.
+    if let Some(h) = frame.read::<40>(0) {
+        return match h[0] >> 4 {
+            4 => {
+                let mut v4 = [0u8; 20];
+                v4.copy_from_slice(&h[..20]);
+                ipv4_header(&v4, 0, len)
+            }
+            6 => ipv6_header(&h, 0, len),
+            _ => Err(ErrorKind::BadVersion),
+        };
+    }
+    match frame.read::<20>(0) {
+        Some(h) if h[0] >> 4 == 4 => ipv4_header(&h, 0, len),
+        Some(h) if h[0] >> 4 == 6 => Err(ErrorKind::TruncatedL3),
+        Some(_) => Err(ErrorKind::BadVersion),
+        None => Err(ErrorKind::TruncatedL3),
+    }
+}
+
+/// A PPPoE session frame whose PPPoE header starts at `at`: the IP packet behind it.
+#[inline(always)]
+fn parse_pppoe<F: Frame + ?Sized>(frame: &F, at: u32) -> Result<IpHeader, ErrorKind> {
+    let h = frame.read::<8>(at).ok_or(ErrorKind::TruncatedL2)?;
+    if h[0] != PPPOE_VER_TYPE || h[1] != PPPOE_CODE_SESSION {
+        return Err(ErrorKind::NotIp);
+    }
+    let l2 = at + PPPOE_HLEN;
+    let present = frame.frame_len().saturating_sub(l2);
+    // LCP, IPCP, IPv6CP, CHAP... are the link's own chatter, not traffic.
+    match u16::from_be_bytes([h[6], h[7]]) {
+        PPP_IPV4 => parse_ipv4(frame, l2, present),
+        PPP_IPV6 => parse_ipv6(frame, l2, present),
+        _ => Err(ErrorKind::NotIp),
+    }
+}
+
+/// Parses the Ethernet and IP headers of a frame.
 #[inline(always)]
 pub fn parse<F: Frame + ?Sized>(frame: &F) -> Result<IpHeader, ErrorKind> {
     // Fast path: one read covers the link header and the whole fixed IP header (in the kernel
@@ -96,9 +203,9 @@ pub fn parse<F: Frame + ?Sized>(frame: &F) -> Result<IpHeader, ErrorKind> {
         // Constant offsets on each branch: in the kernel a copy at a variable offset is a loop.
         return if outer == ETH_P_8021Q || outer == ETH_P_8021AD {
             let inner = u16::from_be_bytes([head[16], head[17]]);
-            fast::<18>(&head, inner, frame.frame_len().saturating_sub(18))
+            fast::<18, F>(frame, &head, inner, frame.frame_len().saturating_sub(18))
         } else {
-            fast::<14>(&head, outer, frame.frame_len().saturating_sub(14))
+            fast::<14, F>(frame, &head, outer, frame.frame_len().saturating_sub(14))
         };
     }
     let [t0, t1] = frame.read::<2>(12).ok_or(ErrorKind::TruncatedL2)?;
@@ -114,14 +221,17 @@ pub fn parse<F: Frame + ?Sized>(frame: &F) -> Result<IpHeader, ErrorKind> {
     match ethertype {
         ETH_P_IPV4 => parse_ipv4(frame, l2_len, present),
         ETH_P_IPV6 => parse_ipv6(frame, l2_len, present),
+        ETH_P_PPPOE_SES => parse_pppoe(frame, l2_len),
         // Anything else, including a second VLAN tag, is not ours to count.
         _ => Err(ErrorKind::NotIp),
     }
 }
 
-/// The fast path's IP parsing, with the link header `L2` bytes long.
+/// The fast path's IP parsing, with the link header `L2` bytes long. PPPoE takes the general
+/// path's reads (its header does not fit in the fast read), so plain IP pays nothing for it.
 #[inline(always)]
-fn fast<const L2: usize>(
+fn fast<const L2: usize, F: Frame + ?Sized>(
+    frame: &F,
     head: &[u8; FAST_READ],
     ethertype: u16,
     present: u32,
@@ -137,6 +247,7 @@ fn fast<const L2: usize>(
             h.copy_from_slice(&head[L2..L2 + 40]);
             ipv6_header(&h, L2 as u32, present)
         }
+        ETH_P_PPPOE_SES => parse_pppoe(frame, L2 as u32),
         // Anything else, including a second VLAN tag, is not ours to count.
         _ => Err(ErrorKind::NotIp),
     }

@@ -6,9 +6,12 @@
 //! cannot drift apart:
 //! - [`abi`]: map names, `#[repr(C)]` key/value types and their indices;
 //! - [`addr`]: the built-in non-public address sets and the per-address flags pushed from userspace;
-//! - [`frame`]: the frame parser (Ethernet, one VLAN tag, IPv4, IPv6) and the length rules;
+//! - [`frame`]: the frame parser (Ethernet, one VLAN tag, PPPoE session, or raw IP; IPv4, IPv6)
+//!   and the length rules;
+//! - [`owner`]: whether a received frame is the NAS's or another host's (its MAC set);
 //! - [`rules`]: the direction matrix;
-//! - [`account`]: parse + classify + GSO correction, the single entry point both worlds call.
+//! - [`account`]: parse + classify + GSO correction, the single entry point both worlds call;
+//! - [`record`]: what an accounted frame adds to which counter, and the one overflow rule.
 //!
 //! It must not know about aya's loader, maps' userspace handles, sockets or time.
 #![no_std]
@@ -17,5 +20,7 @@ pub mod abi;
 pub mod account;
 pub mod addr;
 pub mod frame;
+pub mod owner;
+pub mod record;
 pub mod rules;
 pub mod vectors;

@@ -1,7 +1,10 @@
 //! The TC classifier: one program, attached on ingress and egress of the monitored interface.
 //!
-//! For every frame it calls [`sentinel_common::account::account`] (the same code the AF_PACKET
-//! fallback runs), then adds the result to per-CPU maps. It fails open: whatever happens, the
+//! For every frame it calls [`sentinel_common::owner::check`] (a received frame for another MAC
+//! counts only when the MAC is one of the NAS's, `SNT_MACS`),
+//! [`sentinel_common::account::account`] with the link kind userspace set (Ethernet or raw IP)
+//! and [`sentinel_common::record::record`], the same code the AF_PACKET fallback runs, which adds
+//! the result to per-CPU maps. It fails open: whatever happens, the
 //! packet continues unchanged (`TC_ACT_UNSPEC`, which is `TCX_NEXT` under TCX), and errors only
 //! bump a per-CPU counter. No per-packet logging.
 #![no_std]
@@ -12,8 +15,10 @@ mod skb;
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use sentinel_common::{
-    abi::{ErrorKind, PACKET_OTHERHOST, Verdict, totals_index},
-    account::{Accounting, account},
+    abi::{ErrorKind, PACKET_OTHERHOST},
+    account::account,
+    owner,
+    record::record,
 };
 
 /// "Continue": the next TCX program or clsact filter decides, as if we were not there.
@@ -39,28 +44,16 @@ fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
     // SAFETY: the context pointer the kernel handed us; both fields are readable for TC.
     let (pkt_type, ingress_ifindex) =
         unsafe { ((*ctx.skb.skb).pkt_type, (*ctx.skb.skb).ingress_ifindex) };
-    // Received frames for another MAC (promiscuous NIC, flooding bridge) are not the NAS's. On
-    // egress pkt_type is not about us (ingress_ifindex is 0 for locally sent packets).
-    if ingress_ifindex != 0 && pkt_type == PACKET_OTHERHOST {
-        return Err(ErrorKind::OtherHost);
-    }
+    // Received frames for another MAC (promiscuous NIC, flooding bridge) are not the NAS's, unless
+    // the MAC is one of its macvlan children's (sentinel_common::owner). On egress pkt_type is
+    // not about us (ingress_ifindex is 0 for locally sent packets).
     let frame = skb::SkbFrame::new(ctx);
-    let acc = account(&frame, frame.gso_segs(), &maps::AddrTries)?;
-    record(&acc);
+    let link = maps::link_kind();
+    let other_host = ingress_ifindex != 0 && pkt_type == PACKET_OTHERHOST;
+    owner::check(&frame, link, other_host, &maps::OwnMacs)?;
+    let acc = account(&frame, link, frame.gso_segs(), &maps::AddrTries)?;
+    record(&mut maps::KernelCounters::current(), &acc);
     Ok(())
-}
-
-#[inline(always)]
-fn record(acc: &Accounting) {
-    maps::add_totals(totals_index(acc.verdict, acc.family), acc);
-    if let Some(kind) = acc.note {
-        maps::count_error(kind);
-    }
-    match acc.verdict {
-        Verdict::Up => maps::add_remote(acc, true),
-        Verdict::Down => maps::add_remote(acc, false),
-        Verdict::Lan | Verdict::Transit => {}
-    }
 }
 
 #[cfg(not(test))]

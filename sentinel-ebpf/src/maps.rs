@@ -1,28 +1,45 @@
-//! The maps and the per-packet updates on them. Userspace pins, fills and drains them.
+//! The maps, and the per-packet storage [`sentinel_common::record::record`] adds to. Userspace
+//! pins, fills and drains them.
+//!
+//! Per-remote counters live in two maps; the config slot `CONFIG_SIDE` says which one this run
+//! adds to (see `sentinel_common::abi`'s per-remote block). Nothing here ever deletes: the drain
+//! deletes from the side no program writes any more, after an RCU grace period.
 
 use aya_ebpf::{
     macros::map,
     maps::{
-        Array, LruPerCpuHashMap, PerCpuArray,
+        Array, HashMap, PerCpuArray, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
 };
 use sentinel_common::{
     abi::{
-        ADDRS_MAX_ENTRIES, CONFIG_SKIP, CONFIG_SLOTS, Counters, ERROR_SLOTS, ErrorKind,
-        REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey, SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC,
-        SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC, TOTALS_SLOTS,
+        ADDRS_MAX_ENTRIES, CONFIG_SIDE, CONFIG_SKIP, CONFIG_SLOTS, Counters, ERROR_SLOTS,
+        ErrorKind, OVERFLOW_SLOTS, REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey,
+        SKIP_V4_NONPUBLIC, SKIP_V4_PUBLIC, SKIP_V6_NONPUBLIC, SKIP_V6_PUBLIC, TOTALS_SLOTS,
     },
-    account::Accounting,
     addr::AddrFlags,
+    record::CounterStore,
+};
+use sentinel_common::{
+    abi::{CONFIG_LINK, MACS_MAX_ENTRIES, MacKey},
+    frame::LinkKind,
+    owner::MacSet,
 };
 
 #[map(name = "SNT_TOTALS")]
 static TOTALS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(TOTALS_SLOTS, 0);
 
-#[map(name = "SNT_REMOTES")]
-static REMOTES: LruPerCpuHashMap<RemoteKey, RemoteCounters> =
-    LruPerCpuHashMap::with_max_entries(REMOTES_MAX_ENTRIES, 0);
+#[map(name = "SNT_REMOTES_A")]
+static REMOTES_A: PerCpuHashMap<RemoteKey, RemoteCounters> =
+    PerCpuHashMap::with_max_entries(REMOTES_MAX_ENTRIES, 0);
+
+#[map(name = "SNT_REMOTES_B")]
+static REMOTES_B: PerCpuHashMap<RemoteKey, RemoteCounters> =
+    PerCpuHashMap::with_max_entries(REMOTES_MAX_ENTRIES, 0);
+
+#[map(name = "SNT_OVERFLOW")]
+static OVERFLOW: PerCpuArray<RemoteCounters> = PerCpuArray::with_max_entries(OVERFLOW_SLOTS, 0);
 
 #[map(name = "SNT_ERRORS")]
 static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERROR_SLOTS, 0);
@@ -35,6 +52,28 @@ static ADDRS_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENT
 
 #[map(name = "SNT_ADDRS_V6")]
 static ADDRS_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(ADDRS_MAX_ENTRIES, 0);
+
+/// `BPF_NOEXIST`: create only.
+const BPF_NOEXIST: u64 = 1;
+
+#[map(name = "SNT_MACS")]
+static MACS: HashMap<MacKey, u32> = HashMap::with_max_entries(MACS_MAX_ENTRIES, 0);
+
+/// The monitored link's header kind, as userspace set it.
+#[inline(always)]
+pub fn link_kind() -> LinkKind {
+    LinkKind::from_config(CONFIG.get(CONFIG_LINK).copied().unwrap_or(0))
+}
+
+/// The NAS's own MACs besides the interface's (macvlan children, master bridge).
+pub struct OwnMacs;
+
+impl MacSet for OwnMacs {
+    #[inline(always)]
+    fn contains(&self, mac: &[u8; 6]) -> bool {
+        MACS.get_ptr(MacKey::new(*mac)).is_some()
+    }
+}
 
 /// The address tries as the rules' flag source.
 pub struct AddrTries;
@@ -64,56 +103,77 @@ impl AddrFlags for AddrTries {
     }
 }
 
-#[inline(always)]
-pub fn count_error(kind: ErrorKind) {
-    if let Some(slot) = ERRORS.get_ptr_mut(kind as u32) {
-        // SAFETY: a per-CPU slot, only ever touched by this CPU while the program runs.
-        unsafe { *slot += 1 };
-    }
+/// This CPU's counters, as [`CounterStore`]: the side of the per-remote maps is read once per
+/// packet, so one packet's remote bytes land in one side.
+pub struct KernelCounters {
+    side: u64,
 }
 
-#[inline(always)]
-pub fn add_totals(index: u32, acc: &Accounting) {
-    if let Some(slot) = TOTALS.get_ptr_mut(index) {
-        // SAFETY: a per-CPU slot, only ever touched by this CPU while the program runs.
-        let c = unsafe { &mut *slot };
-        c.packets += acc.packets;
-        c.ip_bytes += acc.ip_bytes;
-        c.wire_bytes += acc.wire_bytes;
-    }
-}
-
-#[inline(always)]
-fn bump(r: &mut RemoteCounters, acc: &Accounting, up: bool) {
-    if up {
-        r.up_packets += acc.packets;
-        r.up_bytes += acc.ip_bytes;
-    } else {
-        r.down_packets += acc.packets;
-        r.down_bytes += acc.ip_bytes;
-    }
-}
-
-#[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "the helpers take pointers: borrowing avoids another stack copy of key and value"
-)]
-pub fn add_remote(acc: &Accounting, up: bool) {
-    if let Some(slot) = REMOTES.get_ptr_mut(&acc.remote) {
-        // SAFETY: this CPU's value of a per-CPU entry; nothing else writes it while we run.
-        bump(unsafe { &mut *slot }, acc, up);
-        return;
-    }
-    let mut fresh = RemoteCounters::default();
-    bump(&mut fresh, acc, up);
-    // BPF_NOEXIST: when another CPU created the entry in between, our per-CPU value in it is still
-    // zero, so add in place instead.
-    if REMOTES.insert(&acc.remote, &fresh, 1).is_err() {
-        match REMOTES.get_ptr_mut(&acc.remote) {
-            // SAFETY: as above.
-            Some(slot) => bump(unsafe { &mut *slot }, acc, up),
-            None => count_error(ErrorKind::RemoteUpdate),
+impl KernelCounters {
+    /// The counters of this run, on the side the drain currently lets the program write.
+    #[inline(always)]
+    pub fn current() -> Self {
+        Self {
+            side: CONFIG.get(CONFIG_SIDE).copied().unwrap_or(0) & 1,
         }
     }
+}
+
+/// This CPU's value of `key` in `map`, created at zero when missing; `None` when the map is full.
+#[inline(always)]
+fn remote_in(
+    map: &PerCpuHashMap<RemoteKey, RemoteCounters>,
+    key: &RemoteKey,
+) -> Option<*mut RemoteCounters> {
+    match map.get_ptr_mut(key) {
+        Some(ptr) => Some(ptr),
+        None => {
+            // BPF_NOEXIST: when another CPU created the entry in between, this CPU's value in it
+            // is still zero and the insert fails harmlessly; a full map fails it too (E2BIG).
+            let _ = map.insert(key, RemoteCounters::default(), BPF_NOEXIST);
+            map.get_ptr_mut(key)
+        }
+    }
+}
+
+impl CounterStore for KernelCounters {
+    #[inline(always)]
+    fn totals(&mut self, index: u32) -> Option<&mut Counters> {
+        // SAFETY: this CPU's slot of a per-CPU array, only touched by this CPU while we run.
+        TOTALS.get_ptr_mut(index).map(|p| unsafe { &mut *p })
+    }
+
+    #[inline(always)]
+    fn error(&mut self, kind: ErrorKind) -> Option<&mut u64> {
+        // SAFETY: as for `totals`.
+        ERRORS.get_ptr_mut(kind as u32).map(|p| unsafe { &mut *p })
+    }
+
+    #[inline(always)]
+    fn remote(&mut self, remote: &RemoteKey) -> Option<&mut RemoteCounters> {
+        let ptr = if self.side == 0 {
+            remote_in(&REMOTES_A, remote)
+        } else {
+            remote_in(&REMOTES_B, remote)
+        }?;
+        // SAFETY: this CPU's value of a per-CPU entry; nothing else writes it while the program
+        // runs (TC programs run with preemption disabled), and userspace deletes entries only
+        // from the side no program writes, after an RCU grace period, so the element is not
+        // reused under us.
+        Some(unsafe { &mut *ptr })
+    }
+
+    #[inline(always)]
+    fn overflow(&mut self) -> Option<&mut RemoteCounters> {
+        // SAFETY: as for `totals`; the drain zeroes a side's slot only after a grace period.
+        OVERFLOW
+            .get_ptr_mut(self.side as u32)
+            .map(|p| unsafe { &mut *p })
+    }
+}
+
+/// Counts an error event (the program's error paths).
+#[inline(always)]
+pub fn count_error(kind: ErrorKind) {
+    sentinel_common::record::count_error(&mut KernelCounters { side: 0 }, kind);
 }

@@ -1,6 +1,9 @@
 //! `cargo xtask bench capture`: the daemon on a lab NAS, 64-byte UDP packets at rising rates; for
 //! each rate, whether the counts are exact, the daemon's CPU seconds per million packets, and its
-//! peak RSS. The idle row (0 packets/s) is the baseline measured in the same run. Needs root.
+//! peak RSS. The idle row (0 packets/s) is the baseline measured in the same run. Then the idle
+//! daemon's CPU ticks over a window with no remote ever seen and again after 20,000 distinct
+//! remotes were seen, side by side (the drain must cost the same), and its RSS after a full remote
+//! map. Needs root.
 
 use std::{
     io::{BufRead, BufReader},
@@ -11,9 +14,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use xtask::lab::{Lab, UdpSink, WAN_V4, WAN_V6, blast_udp};
+use xtask::lab::{Lab, UdpSink, WAN_V4, WAN_V6, blast_udp, spray_remotes};
 
 const PORT: u16 = 9100;
+
+/// Distinct remotes seen before the second idle window (more than one remote map holds).
+const SPRAYED_REMOTES: u32 = 20_000;
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -75,6 +81,13 @@ fn run(
         UdpSink::bind(&lab.nas, PORT)?,
     ];
     std::thread::sleep(Duration::from_secs(2));
+    let idle_window = if step < Duration::from_secs(2) {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(20)
+    };
+    // Before any traffic: no remote was ever seen.
+    let idle_empty = idle_ticks(pid, idle_window)?;
     println!(
         "capture benchmark: 64-byte IP packets (UDP) through the lab NAS's eth0, {step:?} per step."
     );
@@ -136,7 +149,23 @@ fn run(
             );
         }
     }
+    let before = counted(last, true)?;
+    let sent = spray_remotes(lab, SPRAYED_REMOTES, PORT)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counted(last, true)? - before < sent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rss_full = rss_kb(pid, "VmRSS:")?;
+    // Let the drain settle (the remotes are the kernel's now), then measure the idle daemon again.
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_full = idle_ticks(pid, idle_window)?;
     println!();
+    println!(
+        "idle daemon, CPU ticks (1/{} s) over {idle_window:?}: {idle_empty} with 0 remotes seen, {idle_full} after {sent} distinct remotes (sent {SPRAYED_REMOTES}, counted {}); goal: the same within noise",
+        clock_ticks_per_second(),
+        counted(last, true)? - before
+    );
+    println!("daemon RSS right after the remote map filled: {rss_full} kB");
     println!(
         "daemon RSS: {} kB now, {} kB peak (goal: under 25 MB; the peak is aya's one-off parse of the kernel's BTF at start-up)",
         rss_kb(pid, "VmRSS:")?,
@@ -153,6 +182,28 @@ fn counted(last: &Arc<Mutex<String>>, _v6: bool) -> anyhow::Result<u64> {
         .find_map(|kv| kv.strip_prefix("up_packets="))
         .and_then(|v| v.parse().ok())
         .context("no totals line yet")
+}
+
+/// The daemon's CPU ticks (user + system) over `window` while nothing is sent.
+fn idle_ticks(pid: u32, window: Duration) -> anyhow::Result<u64> {
+    let start = cpu_ticks(pid)?;
+    std::thread::sleep(window);
+    Ok(cpu_ticks(pid)? - start)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).unwrap_or(100)
+}
+
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Ok(fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?)
 }
 
 fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {

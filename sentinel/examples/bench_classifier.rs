@@ -17,6 +17,10 @@ const CASES: &[(&str, &str)] = &[
     ("GSO TCP/IPv4 x3", "gso-tcp4"),
     ("GRO TCP/IPv6 x3", "gro-tcp6"),
     ("non-IP (ARP)", "seed-27"),
+    ("raw IPv4 (ppp/tun)", "raw-v4-up"),
+    ("raw IPv6 (ppp/tun)", "raw-v6-down"),
+    ("PPPoE IPv4", "pppoe-v4-up"),
+    ("PPPoE IPv6", "pppoe-v6-down"),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -57,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         let mut counted = 0u64;
         for _ in 0..user_iters {
-            if let Ok(acc) = account(std::hint::black_box(&frame[..]), v.gso_segs, &table) {
+            if let Ok(acc) = account(std::hint::black_box(&frame[..]), v.link, v.gso_segs, &table) {
                 counted += acc.packets;
             }
         }

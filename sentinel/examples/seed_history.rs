@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
             down: counters(down),
             remotes: &per_remote,
             checkpoint: None,
+            ..Sample::default()
         });
         n += 1;
         if n % 2000 == 0 {

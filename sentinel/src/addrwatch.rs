@@ -3,6 +3,10 @@
 //! safety net. Derived IPv6 LAN prefixes that vanish stay LAN prefixes for a grace period (a PPPoE
 //! redial or prefix change must not turn the home's own traffic into "internet" for a while).
 //!
+//! The same events keep the link's own MAC set current (a macvlan child coming up changes the
+//! parent's unicast list; on a parent without unicast filtering, a veth or a bridge, that flips
+//! its promiscuity, which is a link event; otherwise the periodic re-read finds it).
+//!
 //! It produces [`AddressPlan`]s; it does not know how the classifier uses them.
 
 use std::{
@@ -13,28 +17,64 @@ use std::{
 use ipnet::Ipv6Net;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use sentinel_common::frame::LinkKind;
+
 use crate::{
     classify::AddressPlan,
     config::Config,
     iface::{self, IfaceError},
+    links,
 };
 
 /// rtnetlink multicast groups (linux/rtnetlink.h): RTMGRP_LINK, RTMGRP_IPV4_IFADDR,
 /// RTMGRP_IPV6_IFADDR.
 const GROUPS: u32 = 0x1 | 0x10 | 0x100;
 
-/// Starts a thread that signals `tx` on every link or address event in this network namespace.
-/// Events are coalesced: a burst gives one wake-up.
+/// How long after an event the watch keeps signalling once a second. A macvlan child is created
+/// in the host's namespace, moved into its container and only then brought up, which is when it
+/// joins the parent's unicast list: on a NIC with unicast filtering that last step is no event
+/// here, so a few re-reads after the creation find it without waiting for the periodic one.
+const FOLLOW_UP: Duration = Duration::from_secs(5);
+
+/// Starts a thread that signals `tx` on every link or address event in this network namespace,
+/// and once a second for [`FOLLOW_UP`] after one. Events are coalesced: a burst gives one
+/// wake-up.
 pub fn spawn_netlink_watch(tx: tokio::sync::mpsc::Sender<()>) -> std::io::Result<()> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind(&SocketAddr::new(0, GROUPS))?;
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: SO_RCVTIMEO reads a `timeval` of the given size, valid for the whole call.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     std::thread::Builder::new().name("netlink-watch".into()).spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut follow_until: Option<Instant> = None;
         loop {
             match socket.recv(&mut &mut buf[..], 0) {
-                Ok(_) => {}
+                Ok(_) => follow_until = Some(Instant::now() + FOLLOW_UP),
                 // ENOBUFS: we missed events; a re-read covers them all anyway.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    follow_until = Some(Instant::now() + FOLLOW_UP);
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    if follow_until.is_none_or(|until| Instant::now() > until) {
+                        follow_until = None;
+                        continue;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "netlink watch stopped; relying on periodic refresh");
                     return;
@@ -85,14 +125,32 @@ impl PlanBuilder {
         }
     }
 
-    /// Reads the interface now.
+    /// Reads the interface now: its addresses, its link type and its children's MACs.
     pub fn read(&mut self, now: Instant) -> Result<IfaceState, IfaceError> {
-        let ifindex = nix::net::if_::if_nametoindex(self.iface.as_str()).ok();
-        let locals = match ifindex {
-            Some(_) => iface::local_addresses(&self.iface)?,
-            None => Vec::new(),
+        // Only "no such device" means the interface is gone; any other failure (EMFILE, ENOMEM)
+        // is an error of the environment and must not read as "vanished".
+        let ifindex = match nix::net::if_::if_nametoindex(self.iface.as_str()) {
+            Ok(index) => Some(index),
+            Err(nix::errno::Errno::ENODEV | nix::errno::Errno::ENXIO) => None,
+            Err(source) => {
+                return Err(IfaceError::Index {
+                    iface: self.iface.clone(),
+                    source,
+                });
+            }
         };
-        Ok(self.plan_from(ifindex, locals, now))
+        let (locals, link, macs) = match ifindex {
+            Some(index) => (
+                iface::local_addresses(&self.iface)?,
+                links::kind(&self.iface, index)?,
+                links::own_macs(index)?,
+            ),
+            None => (Vec::new(), LinkKind::default(), Vec::new()),
+        };
+        let mut state = self.plan_from(ifindex, locals, now);
+        state.plan.link = link;
+        state.plan.own_macs = macs;
+        Ok(state)
     }
 
     /// The plan for a given set of local addresses (separate from `read` for tests).
@@ -131,6 +189,8 @@ impl PlanBuilder {
                 lan_prefixes,
                 inside: self.inside.clone(),
                 public: self.public.clone(),
+                link: LinkKind::default(),
+                own_macs: Vec::new(),
             },
             grace_prefixes,
         }

@@ -2,7 +2,7 @@
 //! flattened prefix table.
 //!
 //! [`AddressPlan`] is what the daemon knows (the NAS's addresses, the LAN prefixes, the user's
-//! inside/public prefixes). [`PrefixTable`] flattens it so that every prefix carries the flags of
+//! inside/public prefixes, and the link: its header kind and the MACs of its macvlan children). [`PrefixTable`] flattens it so that every prefix carries the flags of
 //! all prefixes containing it: the longest match then answers alone, which is exactly how the
 //! kernel's LPM tries are read. The same table serves the AF_PACKET fallback (through
 //! [`sentinel_common::addr::AddrFlags`]) and fills the tries, so both worlds see the same flags.
@@ -16,6 +16,8 @@ use sentinel_common::{
         ADDR_INSIDE, ADDR_LAN_PREFIX, ADDR_LOCAL, ADDR_PUBLIC, AddrFlags, BUILTIN_NONPUBLIC_V4,
         BUILTIN_NONPUBLIC_V6,
     },
+    frame::LinkKind,
+    owner::MacSet,
 };
 
 /// Everything the classifier needs to know about the home network.
@@ -29,6 +31,12 @@ pub struct AddressPlan {
     pub inside: Vec<IpNet>,
     /// Prefixes the user declared public (overriding the built-in non-public sets).
     pub public: Vec<IpNet>,
+    /// What the monitored link puts before the IP header.
+    pub link: LinkKind,
+    /// MACs that are the NAS's own besides the interface's: its macvlan/macvtap children (in any
+    /// namespace) and its master bridge. Received frames to them count (see
+    /// [`sentinel_common::owner`]). Sorted, no duplicates.
+    pub own_macs: Vec<[u8; 6]>,
 }
 
 /// One flattened entry: a prefix and the union of the flags of every plan prefix containing it.
@@ -46,6 +54,8 @@ pub struct PrefixTable {
     /// Sorted longest prefix first, so the first match is the longest.
     v4: Vec<(Ipv4Net, u32)>,
     v6: Vec<(Ipv6Net, u32)>,
+    /// The plan's [`AddressPlan::own_macs`].
+    macs: Vec<[u8; 6]>,
 }
 
 impl AddressPlan {
@@ -116,7 +126,10 @@ impl AddressPlan {
 
     /// The lookup table of this plan.
     pub fn table(&self) -> PrefixTable {
-        let mut table = PrefixTable::default();
+        let mut table = PrefixTable {
+            macs: self.own_macs.clone(),
+            ..PrefixTable::default()
+        };
         for PrefixEntry { net, flags } in self.flattened() {
             match net {
                 IpNet::V4(n) => table.v4.push((n, flags)),
@@ -157,6 +170,12 @@ impl AddrFlags for PrefixTable {
     }
 }
 
+impl MacSet for PrefixTable {
+    fn contains(&self, mac: &[u8; 6]) -> bool {
+        self.macs.contains(mac)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sentinel_common::addr::{v4_builtin_nonpublic, v6_builtin_nonpublic};
@@ -179,12 +198,13 @@ mod tests {
         for v in VECTORS {
             let frame = crate::testkit::frame(v);
             let table = crate::testkit::plan(v).table();
-            let got = account(&frame[..], v.gso_segs, &table);
+            let got = account(&frame[..], v.link, v.gso_segs, &table);
             let ok = match (v.expect, got) {
                 (Expect::Skip(kind), Err(got)) => kind == got,
                 (
                     Expect::Count {
                         verdict,
+                        family,
                         remote,
                         packets,
                         ip_bytes,
@@ -194,6 +214,7 @@ mod tests {
                     Ok(acc),
                 ) => {
                     acc.verdict == verdict
+                        && acc.family == family
                         && acc.packets == packets
                         && acc.ip_bytes == ip_bytes
                         && acc.wire_bytes == wire_bytes
@@ -225,6 +246,7 @@ mod tests {
             lan_prefixes: vec!["240e:33e:2f08:d600::/56".parse().expect("net")],
             inside: vec![],
             public: vec![net("240e:33e:2f08:d601::/64")],
+            ..AddressPlan::default()
         };
         let flat = plan.flattened();
         assert_eq!(
@@ -320,7 +342,7 @@ mod tests {
             locals: vec!["192.168.1.100".parse().expect("addr")],
             lan_prefixes: vec![],
             inside: vec![net("192.168.1.100/32"), net("192.168.0.0/16")],
-            public: vec![],
+            ..AddressPlan::default()
         };
         let flat = plan.flattened();
         assert_eq!(flat.len(), 2);

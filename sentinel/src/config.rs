@@ -101,9 +101,16 @@ pub struct Cli {
     #[arg(long, env = "WEB_PORT", default_value_t = 8080)]
     pub web_port: u16,
 
-    /// HTTP Basic auth for the dashboard and the API, as `user:password` (unset: no auth).
+    /// HTTP Basic auth for the dashboard and the API, as `user:password` (unset: no auth; set
+    /// but empty: a start-up error, so a blank value cannot turn auth off by accident).
     #[arg(long, env = "WEB_AUTH", hide_env_values = true)]
     pub web_auth: Option<String>,
+
+    /// Host names the dashboard answers to, comma-separated (e.g. `nas.lan,nas`), against DNS
+    /// rebinding: other `Host` headers get 403. Addresses (`192.168.1.10:8080`) always work.
+    /// Unset: every host.
+    #[arg(long, env = "WEB_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub web_allowed_hosts: Vec<String>,
 
     /// Paths served without auth, comma-separated (for container healthchecks and Prometheus).
     #[arg(
@@ -155,6 +162,14 @@ pub enum ConfigError {
     /// An empty interface name.
     #[error("MONITOR_IFACE is set but empty; unset it to use the default-route interface")]
     EmptyIface,
+    /// `WEB_AUTH` set to nothing.
+    #[error(
+        "WEB_AUTH is set but empty; unset it to run without authentication, or give user:password"
+    )]
+    EmptyWebAuth,
+    /// A `WEB_ALLOWED_HOSTS` entry that is not a host name.
+    #[error("WEB_ALLOWED_HOSTS: {0:?} is not a host name (letters, digits, '-' and '.')")]
+    AllowedHost(String),
     /// A malformed `WEB_AUTH`.
     #[error("WEB_AUTH must be user:password with both parts non-empty")]
     WebAuth,
@@ -221,6 +236,8 @@ pub struct Config {
     pub web_addr: std::net::SocketAddr,
     /// Basic auth, when configured.
     pub web_auth: Option<crate::api::auth::Auth>,
+    /// Host names the `Host` header may carry (lower-case; empty: any).
+    pub web_allowed_hosts: Vec<String>,
     /// Time zone of the history (`TZ`).
     pub zone: Zone,
     /// Database file (`DB_PATH`).
@@ -276,7 +293,8 @@ impl Cli {
             return Err(ConfigError::PinDir(self.bpf_pin_dir));
         }
         let web_auth = match self.web_auth.as_deref().map(str::trim) {
-            None | Some("") => None,
+            None => None,
+            Some("") => return Err(ConfigError::EmptyWebAuth),
             Some(text) => match text.split_once(':') {
                 Some((user, password)) if !user.is_empty() && !password.is_empty() => {
                     Some(crate::api::auth::Auth {
@@ -292,6 +310,22 @@ impl Cli {
                 _ => return Err(ConfigError::WebAuth),
             },
         };
+        let web_allowed_hosts = self
+            .web_allowed_hosts
+            .iter()
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let ok = h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                if ok {
+                    Ok(h)
+                } else {
+                    Err(ConfigError::AllowedHost(h))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if self.web_port == 0 {
             return Err(ConfigError::OutOfRange {
                 setting: "WEB_PORT",
@@ -342,6 +376,7 @@ impl Cli {
             log_format,
             web_addr: std::net::SocketAddr::new(self.web_bind, self.web_port),
             web_auth,
+            web_allowed_hosts,
             zone,
             db_path: self.db_path,
             save_interval: Duration::from_secs(self.save_interval),
@@ -459,6 +494,22 @@ mod tests {
         assert!(cli(&["--backend", "pcap"]).is_err());
         assert!(cli(&["--web-auth", "nopassword"]).is_err());
         assert!(cli(&["--web-auth", ":pw"]).is_err());
+        // Set but empty (WEB_AUTH= in a compose file) must not silently mean "no auth".
+        assert!(matches!(
+            cli(&["--web-auth", ""]),
+            Err(ConfigError::EmptyWebAuth)
+        ));
+        assert!(matches!(
+            cli(&["--web-auth", "  "]),
+            Err(ConfigError::EmptyWebAuth)
+        ));
+        assert_eq!(
+            cli(&["--web-allowed-hosts", " NAS.lan., nas"])
+                .expect("valid hosts")
+                .web_allowed_hosts,
+            vec!["nas.lan".to_owned(), "nas".to_owned()]
+        );
+        assert!(cli(&["--web-allowed-hosts", "nas/evil"]).is_err());
         assert!(cli(&["--web-port", "0"]).is_err());
         let with_auth =
             cli(&["--web-auth", "admin:s3cret:x"]).expect("a colon in the password is fine");

@@ -1,12 +1,14 @@
-//! Turns the backend's monotonic counters into deltas, once a second.
+//! Turns the backend's counters into deltas, once a second.
 //!
-//! The kernel counters are never reset: the drain keeps the last values it saw (its baseline) and
-//! reports what grew since. The baseline can start from a persisted [`Checkpoint`] of the same map
-//! instance, so a restarted daemon neither loses what the kernel counted while it was away nor
-//! counts twice what was already persisted. Per-remote counters vanish when the kernel's LRU
-//! evicts an entry; a re-created entry starts again from zero (direction totals are unaffected).
-
-use std::collections::HashMap;
+//! Direction totals and errors: the kernel counters are never reset, so the drain keeps the last
+//! values it saw (its baseline) and reports what grew since. The baseline can start from a
+//! persisted [`Checkpoint`] of the same map instance, so a restarted daemon neither loses what the
+//! kernel counted while it was away nor counts twice what was already persisted.
+//!
+//! Per-remote counters: the backend hands over each remote's growth since its previous snapshot,
+//! read once and then deleted (the eBPF backend's `capture::ebpf::remotes` swap protocol), plus
+//! what it had no room to keep per remote ("other"). They are deltas already: the drain keeps no
+//! per-remote baseline, and its cost follows the remotes that moved, not the remotes ever seen.
 
 use sentinel_common::abi::{Counters, ERROR_SLOTS, RemoteCounters, RemoteKey, TOTALS_SLOTS};
 
@@ -74,8 +76,10 @@ impl Checkpoint {
 pub struct Deltas {
     /// Per verdict and family, as [`KernelTotals::slots`].
     pub totals: KernelTotals,
-    /// Per remote: (key, growth).
+    /// Per remote: (key, growth); no zero entries.
     pub remotes: Vec<(RemoteKey, RemoteCounters)>,
+    /// Public traffic the backend could not keep per remote: the store's "other".
+    pub other_remotes: RemoteCounters,
     /// Backend drops.
     pub drops: u64,
 }
@@ -83,7 +87,10 @@ pub struct Deltas {
 impl Deltas {
     /// Whether nothing grew.
     pub fn is_empty(&self) -> bool {
-        self.totals == KernelTotals::default() && self.remotes.is_empty() && self.drops == 0
+        self.totals == KernelTotals::default()
+            && self.remotes.is_empty()
+            && self.other_remotes == RemoteCounters::default()
+            && self.drops == 0
     }
 }
 
@@ -91,9 +98,8 @@ impl Deltas {
 pub struct Drain {
     instance: u64,
     last: KernelTotals,
-    last_remotes: HashMap<RemoteKey, RemoteCounters>,
     last_drops: u64,
-    primed_remotes: bool,
+    set_aside_remotes: bool,
 }
 
 fn grow(now: u64, before: u64) -> u64 {
@@ -111,10 +117,17 @@ impl Drain {
         Self {
             instance,
             last,
-            last_remotes: HashMap::new(),
             last_drops: 0,
-            primed_remotes: false,
+            set_aside_remotes: false,
         }
+    }
+
+    /// Makes the next [`Self::advance`] drop the per-remote growth it reads (and report it as
+    /// set aside) instead of reporting it: for maps whose totals baseline is set aside too (maps
+    /// reused without a checkpoint), so per-remote counts never exceed the totals. The amount set
+    /// aside is logged.
+    pub fn set_aside_next_remotes(&mut self) {
+        self.set_aside_remotes = true;
     }
 
     /// The checkpoint matching everything reported so far.
@@ -150,26 +163,25 @@ impl Drain {
         {
             out.totals.errors[i] = grow(*now, *before);
         }
-        // Remote values of before a restart are unknown (not checkpointed): the first snapshot
-        // only primes them, so a restart never re-reports a remote's old bytes.
-        let mut seen = HashMap::with_capacity(snap.remotes.len());
-        for (key, now) in &snap.remotes {
-            if self.primed_remotes {
-                let before = self.last_remotes.get(key).copied().unwrap_or_default();
-                let d = RemoteCounters {
-                    up_packets: grow(now.up_packets, before.up_packets),
-                    up_bytes: grow(now.up_bytes, before.up_bytes),
-                    down_packets: grow(now.down_packets, before.down_packets),
-                    down_bytes: grow(now.down_bytes, before.down_bytes),
-                };
-                if d != RemoteCounters::default() {
-                    out.remotes.push((*key, d));
-                }
+        if std::mem::take(&mut self.set_aside_remotes) {
+            let mut set_aside = snap.other_remotes;
+            for (_, c) in &snap.remotes {
+                set_aside.add(c);
             }
-            seen.insert(*key, *now);
+            tracing::info!(
+                remotes = snap.remotes.len(),
+                bytes = set_aside.bytes(),
+                "per-remote counts found in reused maps set aside with their totals"
+            );
+        } else {
+            out.remotes = snap
+                .remotes
+                .iter()
+                .filter(|(_, c)| *c != RemoteCounters::default())
+                .copied()
+                .collect();
+            out.other_remotes = snap.other_remotes;
         }
-        self.primed_remotes = true;
-        self.last_remotes = seen;
         out.drops = grow(snap.drops, self.last_drops);
         self.last_drops = snap.drops;
         self.last = snap.totals;
@@ -205,11 +217,9 @@ mod tests {
         let mut d = Drain::new(7, None);
         let first = d.advance(&snap(1000, 1000));
         assert_eq!(first.totals.verdict(Verdict::Up).ip_bytes, 1000);
-        assert!(
-            first.remotes.is_empty(),
-            "the first snapshot primes remotes"
-        );
-        let second = d.advance(&snap(1500, 1500));
+        assert_eq!(first.remotes[0].1.up_bytes, 1000);
+        // Remotes arrive as growth already: reported as read, no baseline.
+        let second = d.advance(&snap(1500, 500));
         assert_eq!(second.totals.verdict(Verdict::Up).ip_bytes, 500);
         assert_eq!(second.remotes[0].1.up_bytes, 500);
         // Persist, "crash", restart: the kernel kept counting to 2500 meanwhile.
@@ -246,6 +256,41 @@ mod tests {
                 .ip_bytes,
             200
         );
+    }
+
+    #[test]
+    fn remote_growth_and_other_pass_through_once_and_zero_entries_are_dropped() {
+        let mut d = Drain::new(1, None);
+        let mut s = snap(100, 60);
+        s.remotes
+            .push((RemoteKey::v4([203, 0, 113, 10]), RemoteCounters::default()));
+        s.other_remotes.up_bytes = 40;
+        let out = d.advance(&s);
+        assert_eq!(out.remotes.len(), 1, "zero entries are not reported");
+        assert_eq!(out.other_remotes.up_bytes, 40);
+        let per_remote: u64 = out.remotes.iter().map(|(_, c)| c.up_bytes).sum();
+        assert_eq!(
+            per_remote + out.other_remotes.up_bytes,
+            out.totals.verdict(Verdict::Up).ip_bytes
+        );
+        // Nothing moved: nothing reported, whatever was seen before.
+        let idle = Snapshot {
+            totals: s.totals,
+            ..Snapshot::default()
+        };
+        assert!(d.advance(&idle).is_empty());
+    }
+
+    #[test]
+    fn remotes_set_aside_once_are_not_reported() {
+        let mut d = Drain::new(1, None);
+        d.set_aside_next_remotes();
+        let mut s = snap(100, 100);
+        s.other_remotes.down_bytes = 5;
+        let out = d.advance(&s);
+        assert!(out.remotes.is_empty());
+        assert_eq!(out.other_remotes, RemoteCounters::default());
+        assert_eq!(d.advance(&snap(200, 100)).remotes[0].1.up_bytes, 100);
     }
 
     #[test]

@@ -19,9 +19,19 @@ pub enum IfaceError {
     /// The interface does not exist.
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoSuchInterface(String),
+    /// Looking up the interface's index failed for another reason than its absence.
+    #[error("looking up interface {iface:?} failed")]
+    Index {
+        iface: String,
+        #[source]
+        source: nix::Error,
+    },
     /// getifaddrs failed.
     #[error("listing interface addresses failed")]
     Addresses(#[source] nix::Error),
+    /// The link type or the link's MAC set could not be read.
+    #[error(transparent)]
+    Link(#[from] crate::links::LinkError),
 }
 
 /// The interface of the default route: IPv4 first (lowest metric), then IPv6.

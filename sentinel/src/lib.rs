@@ -13,10 +13,13 @@ pub mod config;
 pub mod drain;
 pub mod healthcheck;
 pub mod iface;
+pub mod links;
+pub mod lock;
 pub mod meter;
 pub mod run;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 pub mod testkit;
 pub mod timebucket;
 

@@ -1,5 +1,7 @@
 //! Entry point: parse and validate the configuration, set up logging, run.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::Parser as _;
 use sentinel::config::{Cli, Command, LogFormat};
@@ -22,8 +24,10 @@ fn main() -> anyhow::Result<()> {
         return notify_test(&config);
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: `docker logs`, journald and files get plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => logs.init(),
@@ -34,7 +38,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(sentinel::run::run(config))?;
+    let result = runtime.block_on(sentinel::run::run(config));
+    // Connections cut after the shutdown grace may still have a query on the blocking pool: do
+    // not wait for it (everything was flushed already).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     Ok(())
 }
 

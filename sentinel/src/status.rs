@@ -11,7 +11,7 @@ use std::{
 
 use ipnet::Ipv6Net;
 
-use crate::capture::KernelTotals;
+use crate::capture::{AttachMode, KernelTotals};
 
 /// Whether capture is counting.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub struct CaptureStatus {
     pub iface: String,
     /// Interface index (changes when the interface is re-created).
     pub ifindex: Option<u32>,
-    /// `tcx` or `netlink-clsact`, when attached.
-    pub attach_mode: Option<String>,
+    /// How the program is attached, when it is (the eBPF backend).
+    pub attach_mode: Option<AttachMode>,
     /// Counting or not.
     pub state: CaptureState,
     /// Kernel program id (`bpftool prog show id N`).
@@ -44,9 +44,14 @@ pub struct CaptureStatus {
     pub pin_dir: Option<PathBuf>,
     /// Whether the maps were reused from an earlier run.
     pub maps_reused: bool,
-    /// Entries in the per-remote map, and its capacity.
+    /// Whether the counters and attachments survive a restart of the daemon (durable pins).
+    pub counters_survive_restart: bool,
+    /// Why they do or do not.
+    pub durability_reason: String,
+    /// Remotes the last drain read (those that moved since the drain before it): how full the
+    /// per-remote map got between two drains.
     pub remotes_in_map: usize,
-    /// Capacity of the per-remote map.
+    /// Capacity of the per-remote map between two drains (beyond it, bytes go to "other").
     pub remotes_capacity: u32,
     /// Monotonic counters as last read from the backend.
     pub counters: KernelTotals,
@@ -64,6 +69,15 @@ pub struct CaptureStatus {
     pub lan_mode: &'static str,
     /// Times capture was (re)attached after starting.
     pub reattachments: u64,
+    /// Failed attach attempts since capture went down (0 while running).
+    pub attach_attempts: u32,
+    /// Times someone else detached our program and the supervisor re-attached it.
+    pub external_detaches: u64,
+    /// Errors of the environment (a failed map read, descriptors or memory exhausted) that were
+    /// retried without detaching anything.
+    pub environment_errors: u64,
+    /// The last of those, with its causes.
+    pub last_environment_error: Option<String>,
 }
 
 /// The shared status handle.

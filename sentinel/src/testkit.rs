@@ -57,6 +57,8 @@ pub fn plan(v: &Vector) -> AddressPlan {
                     .unwrap_or_else(|_| panic!("{}", parse("prefix", s)))
             })
             .collect(),
+        link: v.link,
+        own_macs: Vec::new(),
     }
 }
 

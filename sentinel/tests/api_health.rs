@@ -32,7 +32,7 @@ async fn healthy_only_while_capture_runs() {
     assert_eq!(
         r.json(),
         json!({ "status": "unhealthy", "reason": "capture is starting",
-                "ts": "2025-03-15T14:37:21+08:00" })
+                "reasons": ["capture is starting"], "ts": "2025-03-15T14:37:21+08:00" })
     );
 
     status::update(&env.capture, |c| {
@@ -114,7 +114,7 @@ async fn unhealthy_while_flushes_fail_and_healthy_again_after() {
 }
 
 #[tokio::test]
-async fn capture_problems_come_before_storage_problems() {
+async fn every_reason_is_listed_capture_first() {
     let env = Env::with(TZ, NOW, None, |o| StoreOptions {
         busy_timeout: Duration::from_millis(100),
         ..o
@@ -128,8 +128,66 @@ async fn capture_problems_come_before_storage_problems() {
     });
     let r = get(&env.router(), "/api/health").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json()["reason"], json!("capture is down: no eth0"));
+    let v = r.json();
+    let reasons = v["reasons"].as_array().expect("reasons");
+    assert_eq!(reasons.len(), 2, "{v}");
+    assert_eq!(reasons[0], json!("capture is down: no eth0"));
+    assert!(
+        reasons[1]
+            .as_str()
+            .is_some_and(|r| r.starts_with("storage is failing")),
+        "{v}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("capture is down: no eth0; storage is failing")),
+        "{v}"
+    );
+    // /api/status tells the same.
+    let s = api_support::get_json(&env.router(), "/api/status").await;
+    assert_eq!(s["health"]["status"], json!("unhealthy"));
+    assert_eq!(s["health"]["reasons"], v["reasons"]);
     other.execute_batch("COMMIT").expect("unlock");
+}
+
+/// "Running" is not enough: the maps must have been drained within the last 5 s (a stuck loop or
+/// failing map reads go 503), and a successful flush must be younger than 2 x SAVE_INTERVAL.
+#[tokio::test]
+async fn a_stale_drain_or_an_old_flush_is_unhealthy() {
+    let env = Env::with(TZ, NOW, None, |o| StoreOptions {
+        save_interval: Duration::from_secs(60),
+        ..o
+    });
+    let router = env.router();
+    env.store.flush_now().expect("flush");
+    assert_eq!(get(&router, "/api/health").await.status, StatusCode::OK);
+    let epoch = |t: i64| Some(std::time::UNIX_EPOCH + Duration::from_secs(t as u64));
+    status::update(&env.capture, |c| c.last_drain = epoch(NOW - 30));
+    let r = get(&router, "/api/health").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.json()["reason"],
+        json!("capture was last drained 30 s ago (limit 5 s)")
+    );
+    status::update(&env.capture, |c| c.last_drain = None);
+    assert_eq!(
+        get(&router, "/api/health").await.json()["reason"],
+        json!("capture has not been drained yet")
+    );
+    status::update(&env.capture, |c| c.last_drain = epoch(NOW - 2));
+    assert_eq!(get(&router, "/api/health").await.status, StatusCode::OK);
+    // The clock moves on 3 minutes without a flush (SAVE_INTERVAL 60 s: the limit is 120 s).
+    env.clock.set(NOW + 180);
+    status::update(&env.capture, |c| c.last_drain = epoch(NOW + 179));
+    let r = get(&router, "/api/health").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.json()["reason"],
+        json!("the last successful flush was 180 s ago (limit 120 s)")
+    );
+    let v = api_support::get_json(&router, "/api/status").await;
+    assert_eq!(v["storage"]["writer_alive"], json!(true));
 }
 
 /// `sentinel healthcheck` (the container's probe) against the real server on a socket.

@@ -237,6 +237,9 @@ async fn metrics_parse_and_carry_the_capture_status() {
         ("sentinel_capture_errors_total", "counter"),
         ("sentinel_capture_drops_total", "counter"),
         ("sentinel_capture_up", "gauge"),
+        ("sentinel_capture_repairs_total", "counter"),
+        ("sentinel_environment_errors_total", "counter"),
+        ("sentinel_healthy", "gauge"),
         ("sentinel_remote_map_entries", "gauge"),
         ("sentinel_last_flush_timestamp_seconds", "gauge"),
         ("sentinel_flushes_total", "counter"),
@@ -255,6 +258,22 @@ async fn metrics_parse_and_carry_the_capture_status() {
         assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");
     }
     assert_eq!(types.len(), expected_types.len(), "{types:?}");
+
+    // The supervisor's repair facts and health.
+    assert_eq!(find(&samples, "sentinel_healthy", &[]).value, 1.0);
+    assert_eq!(
+        find(
+            &samples,
+            "sentinel_capture_repairs_total",
+            &[("cause", "external_detach")]
+        )
+        .value,
+        0.0
+    );
+    assert_eq!(
+        find(&samples, "sentinel_environment_errors_total", &[]).value,
+        0.0
+    );
 
     // Traffic by direction and family, from the kernel totals.
     for (verdict, direction) in [(Verdict::Up, "up"), (Verdict::Down, "down")] {

@@ -1,5 +1,6 @@
 //! Tier 3 (root, no interface): the real eBPF object, loaded into the kernel, runs every row of the
 //! shared vector table through BPF_PROG_TEST_RUN; the maps must show exactly the expected counts.
+//! The per-remote drain is exact when the map overflows and while the program runs concurrently.
 //!
 //! Fails (never skips) when it cannot load the program: CI runs it as root.
 
@@ -8,7 +9,7 @@ use sentinel::{
     testkit,
 };
 use sentinel_common::{
-    abi::{ErrorKind, Verdict},
+    abi::{ErrorKind, RemoteCounters, Verdict},
     vectors::{Expect, VECTORS},
 };
 
@@ -64,8 +65,11 @@ fn every_vector_gives_its_expected_result_in_the_kernel() {
             failures.push(format!("{}: returned {ret}, not TC_ACT_UNSPEC (-1)", v.id));
         }
         let after = k.totals().expect("reading totals");
-        let remotes = k.remotes().expect("reading remotes");
-        if let Err(why) = check(v.expect, &before, &after, &remotes) {
+        let read = k.drain_remotes().expect("reading remotes");
+        if read.other != RemoteCounters::default() {
+            failures.push(format!("{}: overflow moved: {:?}", v.id, read.other));
+        }
+        if let Err(why) = check(v.expect, &before, &after, &read.remotes) {
             failures.push(format!("{} ({}): {why}", v.id, v.case));
         }
     }
@@ -111,6 +115,7 @@ fn check(
         }
         Expect::Count {
             verdict,
+            family,
             remote,
             packets,
             ip_bytes,
@@ -123,11 +128,6 @@ fn check(
             let moved: Vec<usize> = (0..after.slots.len())
                 .filter(|i| after.slots[*i] != before.slots[*i])
                 .collect();
-            let family = if remote.contains(':') || moved.first().is_some_and(|i| i % 2 == 1) {
-                1
-            } else {
-                0
-            };
             let want_slot = sentinel_common::abi::totals_index(verdict, family) as usize;
             if moved != [want_slot] {
                 return Err(format!(
@@ -152,7 +152,8 @@ fn check(
                     } else {
                         (r.down_packets, r.down_bytes)
                     };
-                    if *got_key != key || p != packets || b != ip_bytes {
+                    if *got_key != key || got_key.family != family || p != packets || b != ip_bytes
+                    {
                         return Err(format!(
                             "remote: expected {remote} {packets}/{ip_bytes}, got {:?} {r:?}",
                             sentinel::capture::remote_ip(got_key)
@@ -188,9 +189,11 @@ fn counters_accumulate_across_runs_and_cpus_are_summed() {
     let totals = k.totals().expect("totals");
     let up = totals.verdict(Verdict::Up);
     assert_eq!((up.packets, up.ip_bytes), (1000, 1_500_000));
-    let remotes = k.remotes().expect("remotes");
-    assert_eq!(remotes.len(), 1);
-    assert_eq!(remotes[0].1.up_bytes, 1_500_000);
+    let read = k.drain_remotes().expect("remotes");
+    assert_eq!(read.remotes.len(), 1);
+    assert_eq!(read.remotes[0].1.up_bytes, 1_500_000);
+    // Read once: the next drain finds nothing.
+    assert_eq!(k.drain_remotes().expect("remotes"), Default::default());
 }
 
 #[test]
@@ -288,4 +291,173 @@ fn pinned_maps_are_reused_and_foreign_layouts_replaced() {
     assert!(updated.success(), "bpftool map update");
     let recreated = KernelClassifier::load_pinned(&pins.0).expect("load over another version");
     assert_eq!(recreated.origin(), MapsOrigin::Created);
+    let instance = recreated.instance();
+    drop(recreated);
+
+    // Layout 2's per-remote LRU map is still pinned next to current maps (an upgrade): the set is
+    // replaced and the retired pin removed, never left to be misread.
+    let retired = pins.0.join("SNT_REMOTES");
+    let made = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&retired)
+        .args([
+            "type",
+            "lru_percpu_hash",
+            "key",
+            "20",
+            "value",
+            "32",
+            "entries",
+            "16384",
+            "name",
+            "SNT_REMOTES",
+        ])
+        .status()
+        .expect("bpftool");
+    assert!(made.success(), "bpftool map create");
+    let upgraded = KernelClassifier::load_pinned(&pins.0).expect("load over layout 2");
+    assert_eq!(upgraded.origin(), MapsOrigin::Created);
+    assert_ne!(upgraded.instance(), instance);
+    assert!(!retired.exists(), "the retired pin is removed");
+    assert!(pins.0.join("SNT_REMOTES_A").exists() && pins.0.join("SNT_OVERFLOW").exists());
+}
+
+/// seed-01's frame (NAS 192.168.1.100 -> public, 1,500 IP bytes) sent to the public remote
+/// `8.x.y.z` numbered `i` instead of 8.8.8.8.
+fn frame_to(i: u32) -> Vec<u8> {
+    let v = VECTORS.iter().find(|v| v.id == "seed-01").expect("seed-01");
+    let mut frame = testkit::frame(v);
+    // Ethernet 14 + IPv4 destination at 16.
+    frame[30..34].copy_from_slice(&[8, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+    frame
+}
+
+fn remote_index(key: &sentinel_common::abi::RemoteKey) -> u32 {
+    u32::from_be_bytes([0, key.addr[1], key.addr[2], key.addr[3]])
+}
+
+#[test]
+fn a_full_remote_map_overflows_exactly_and_has_room_again_after_a_drain() {
+    use sentinel_common::abi::REMOTES_MAX_ENTRIES;
+    let mut k = load();
+    let v = VECTORS.iter().find(|v| v.id == "seed-01").expect("seed-01");
+    k.set_addresses(&testkit::plan(v)).expect("tries");
+    let sent = REMOTES_MAX_ENTRIES + 616;
+    for i in 0..sent {
+        k.test_run(&frame_to(i), 0, 0, 1).expect("test_run");
+    }
+    let started = std::time::Instant::now();
+    let read = k.drain_remotes().expect("drain");
+    let busy = started.elapsed();
+    let totals = k.totals().expect("totals");
+    let started = std::time::Instant::now();
+    k.drain_remotes().expect("drain");
+    println!(
+        "drain of a full map ({REMOTES_MAX_ENTRIES} remotes + overflow): {busy:?}; idle drain: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(read.remotes.len(), REMOTES_MAX_ENTRIES as usize);
+    assert!(
+        read.remotes
+            .iter()
+            .all(|(_, c)| c.up_bytes == 1500 && c.up_packets == 1)
+    );
+    let extra = u64::from(sent - REMOTES_MAX_ENTRIES);
+    assert_eq!(
+        (read.other.up_packets, read.other.up_bytes),
+        (extra, extra * 1500)
+    );
+    assert_eq!(totals.error(ErrorKind::RemoteUpdate), extra);
+    let per_remote: u64 = read.remotes.iter().map(|(_, c)| c.up_bytes).sum();
+    assert_eq!(
+        per_remote + read.other.up_bytes,
+        totals.verdict(Verdict::Up).ip_bytes,
+        "per-remote sums plus overflow equal the direction total"
+    );
+    // Read once: nothing is left, on either side.
+    assert_eq!(k.drain_remotes().expect("drain"), Default::default());
+    // The map is empty again: new remotes get their own entries.
+    for i in 0..10 {
+        k.test_run(&frame_to(sent + i), 0, 0, 1).expect("test_run");
+    }
+    let read = k.drain_remotes().expect("drain");
+    assert_eq!(read.remotes.len(), 10);
+    assert_eq!(read.other, RemoteCounters::default());
+}
+
+#[test]
+fn draining_while_the_program_runs_reads_every_byte_exactly_once() {
+    use std::{
+        collections::HashMap,
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+    };
+    const REMOTES: u32 = 2_000;
+    const ROUNDS: u32 = 20;
+    const REPEAT: u32 = 3;
+    let pins = Pins(std::path::PathBuf::from(format!(
+        "/sys/fs/bpf/sentinel-test-{}-concurrent",
+        std::process::id()
+    )));
+    // Two loads of the same pinned maps: one program writes while the other handle drains.
+    let mut writer = KernelClassifier::load_pinned(&pins.0).expect("load pinned");
+    let v = VECTORS.iter().find(|v| v.id == "seed-01").expect("seed-01");
+    writer.set_addresses(&testkit::plan(v)).expect("tries");
+    let mut drainer = KernelClassifier::load_pinned(&pins.0).expect("reload pinned");
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let thread = std::thread::spawn(move || {
+        let frames: Vec<Vec<u8>> = (0..REMOTES).map(frame_to).collect();
+        for _ in 0..ROUNDS {
+            for f in &frames {
+                writer.test_run(f, 0, 0, REPEAT).expect("test_run");
+            }
+        }
+        flag.store(true, Ordering::Release);
+        writer
+    });
+    let mut got: HashMap<u32, RemoteCounters> = HashMap::new();
+    let mut other = RemoteCounters::default();
+    let (mut drains, mut busy_drains) = (0u32, 0u32);
+    let mut add = |read: sentinel::capture::ebpf::RemoteRead| {
+        for (key, c) in &read.remotes {
+            got.entry(remote_index(key)).or_default().add(c);
+        }
+        other.add(&read.other);
+        !read.remotes.is_empty()
+    };
+    // Bounded: the writer sends 120,000 frames; a drain takes milliseconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+        drains += 1;
+        if add(drainer.drain_remotes().expect("drain")) {
+            busy_drains += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let writer = thread.join().expect("writer thread");
+    // Two more drains collect both sides.
+    add(drainer.drain_remotes().expect("drain"));
+    add(drainer.drain_remotes().expect("drain"));
+    let totals = drainer.totals().expect("totals");
+    println!("{drains} drains while the program ran, {busy_drains} of them read remotes");
+    let each = u64::from(ROUNDS * REPEAT);
+    assert_eq!(got.len(), REMOTES as usize);
+    for (i, c) in &got {
+        assert_eq!(
+            (c.up_packets, c.up_bytes, c.down_bytes),
+            (each, each * 1500, 0),
+            "remote {i}"
+        );
+    }
+    assert_eq!(other, RemoteCounters::default(), "no overflow expected");
+    let sent = u64::from(REMOTES) * each;
+    assert_eq!(totals.verdict(Verdict::Up).ip_bytes, sent * 1500);
+    assert!(
+        busy_drains >= 2,
+        "the drains must have overlapped the writer ({busy_drains} read remotes)"
+    );
+    drop(writer);
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::{net::IpAddr, time::Duration};
 
-use support::{Daemon, PinDir, get};
+use support::{Daemon, Launcher, PinDir, get};
 use xtask::lab::{LAN_V4, LAN_V6, Lab, NAS_V6, UdpSink, WAN_V4, WAN_V6, send_udp, tcp_transfer};
 
 const PORT: u16 = 9000;
@@ -454,4 +454,91 @@ fn netlink_mode_counts_exactly_and_removes_its_filters() {
         !filters("ingress").contains("sentinel_tc") && !filters("egress").contains("sentinel_tc"),
         "filters removed"
     );
+}
+
+/// Whether counts survive a restart is reported honestly: pins on the machine's bpffs do; a bpffs
+/// the daemon had to mount in the private mount namespace of `ip netns exec` dies with it, which
+/// the daemon says in a warning and in `/api/status`.
+#[test]
+fn durable_and_private_bpffs_are_told_apart() {
+    let lab = lab();
+    let status = |d: &Daemon| -> serde_json::Value {
+        let (code, body) = d.get("/api/status").expect("GET /api/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("status JSON")
+    };
+
+    let pins = PinDir::new("durable");
+    let daemon = Daemon::start(&lab, &pins.0, &[]);
+    let s = status(&daemon);
+    assert_eq!(s["capture"]["counters_survive_restart"], true, "{s}");
+    assert!(
+        !daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("will NOT survive a restart")),
+        "no warning on a durable bpffs"
+    );
+    daemon.stop();
+
+    let pins = PinDir::new("private");
+    let daemon = Daemon::start_with(&lab, &pins.0, &[], Launcher::IpNetnsExec);
+    let s = status(&daemon);
+    assert_eq!(s["capture"]["counters_survive_restart"], false, "{s}");
+    let reason = s["capture"]["counters_survive_restart_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("nsenter"),
+        "the reason says what to do: {reason}"
+    );
+    assert!(
+        daemon
+            .log()
+            .iter()
+            .any(|l| l.contains("will NOT survive a restart")),
+        "the daemon warns when its pins die with it"
+    );
+    daemon.stop();
+    // The private bpffs went with the daemon: nothing of it is left on the machine's bpffs.
+    assert!(
+        !pins.0.exists(),
+        "no pins of the private run on the machine's bpffs"
+    );
+}
+
+#[test]
+fn per_remote_counts_are_exact_through_the_drain_the_store_and_the_api() {
+    let lab = lab();
+    let pins = PinDir::new("remotes");
+    let daemon = Daemon::start(&lab, &pins.0, &[]);
+    let _sink = UdpSink::bind(&lab.wan, PORT).expect("sink");
+    let base = daemon.settled();
+    // 300 distinct remotes with one 64-byte packet each, and the internet host with 40 datagrams.
+    let sprayed = xtask::lab::spray_remotes(&lab, 300, PORT).expect("spray");
+    let big = send_udp(&lab.nas, WAN_V4.into(), PORT, 1000, 40).expect("send") as u64;
+    let t = daemon.settled();
+    assert_eq!(
+        get(&t, "up_packets") - get(&base, "up_packets"),
+        sprayed + big
+    );
+    let (status, body) = daemon.get("/api/top_ips?limit=100").expect("top_ips");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let top = v["top_ips"].as_array().expect("top_ips list");
+    assert_eq!(top.len(), 100, "{body}");
+    assert_eq!(top[0]["ip"], WAN_V4.to_string());
+    assert_eq!(top[0]["up_bytes"], big * udp_ip_len(1000, false));
+    assert_eq!(top[0]["down_bytes"], 0);
+    for r in &top[1..] {
+        let ip = r["ip"].as_str().expect("ip");
+        assert!(ip.starts_with("2001:db8:ff01::"), "{r}");
+        assert_eq!(
+            (r["up_bytes"].as_u64(), r["down_bytes"].as_u64()),
+            (Some(64), Some(0)),
+            "{r}"
+        );
+    }
+    daemon.stop();
 }

@@ -352,6 +352,13 @@
     $('st-capture').dataset.state = capState;
     $('st-capture').title = cap.error || '';
 
+    // Whether counts survive a daemon restart (durable pins); absent in older daemons: hide it.
+    const durable = cap.counters_survive_restart;
+    $('st-durable').hidden = typeof durable !== 'boolean';
+    setText('st-durable-v', durable ? t('status.durableYes') : t('status.durableNo'));
+    $('st-durable-v').classList.toggle('warn', durable === false);
+    $('st-durable').title = cap.counters_survive_restart_reason || '';
+
     const drops = Number(cap.drops) || 0;
     setText('st-drops', fmtCount(drops));
     $('st-drops').classList.toggle('warn', drops > 0);

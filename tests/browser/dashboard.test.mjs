@@ -159,6 +159,7 @@ describe('dashboard', () => {
     assert.ok(cap.includes(st.backend === 'ebpf' ? 'eBPF' : 'AF_PACKET'), cap);
     assert.ok(cap.includes(st.iface), cap);
     assert.equal((await text(page, '#st-drops')).replace(/\D/g, ''), String(st.capture.drops));
+    assert.equal(await text(page, '#st-durable-v'), st.capture.counters_survive_restart ? '是' : '否');
     const errTotal = Object.values(st.capture.errors || {}).reduce((a, b) => a + b, 0);
     assert.equal((await text(page, '#st-errors-v')).replace(/\D/g, ''), String(errTotal));
     assert.equal(await page.getAttribute('#st-storage', 'data-state'), st.storage.state === 'ok' ? 'ok' : 'bad');
@@ -446,7 +447,10 @@ describe('dashboard', () => {
     await page.route('**/api/status', async (route) => {
       const res = await route.fetch();
       const body = await res.json();
-      body.capture = { ...body.capture, state: 'down', error: 'interface eth0 is gone', drops: 1234, errors: { truncated_l3: 3, bad_ip_header: 2 } };
+      body.capture = {
+        ...body.capture, state: 'down', error: 'interface eth0 is gone', drops: 1234, errors: { truncated_l3: 3, bad_ip_header: 2 },
+        counters_survive_restart: false, counters_survive_restart_reason: 'the daemon mounted bpffs inside its container',
+      };
       body.storage = { ...body.storage, state: 'failing', error: 'disk I/O error', last_flush: null };
       await route.fulfill({ response: res, json: body });
     });
@@ -460,6 +464,9 @@ describe('dashboard', () => {
     assert.equal(await page.getAttribute('#st-capture', 'data-state'), 'bad');
     assert.equal(await page.getAttribute('#st-storage', 'data-state'), 'bad');
     assert.equal((await text(page, '#st-drops')).replace(/\D/g, ''), '1234');
+    assert.equal(await text(page, '#st-durable-v'), '否', 'pins that die with the daemon are flagged');
+    assert.ok(await page.locator('#st-durable-v.warn').isVisible());
+    assert.match(await page.getAttribute('#st-durable', 'title'), /container/);
     assert.equal(await text(page, '#st-errors-v'), '5');
     assert.equal(await text(page, '#st-flush'), '尚未写入');
     assert.equal(await text(page, '#live-text'), 'CAPTURE DOWN');

@@ -445,7 +445,10 @@ export async function startFakeServer(opts = {}) {
         const flush = Math.floor(now / 300_000) * 300_000;
         return {
           attach_mode: 'tcx', backend: 'ebpf',
-          capture: { drops: 0, error: null, errors: { bad_ip_header: 0, truncated_l3: 0, unknown_ethertype_vlan: 0 }, state: 'running' },
+          capture: {
+            counters_survive_restart: true, counters_survive_restart_reason: 'bpffs was already mounted at the pin directory',
+            drops: 0, error: null, errors: { bad_ip_header: 0, truncated_l3: 0, unknown_ethertype_vlan: 0 }, state: 'running',
+          },
           iface: 'eth0',
           storage: { db_path: '/data/traffic.db', db_size_bytes: 1_687_552, error: null, last_flush: rfc3339(flush, tools), state: 'ok' },
           uptime_s: Math.floor((Date.now() - startedAt) / 1000) + 3 * 86400 + 4 * 3600 + 25 * 60,

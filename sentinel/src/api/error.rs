@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The request took longer than allowed: 408.
     #[error("the request took longer than {0} s")]
     Timeout(u64),
+    /// A `Host` header not in `WEB_ALLOWED_HOSTS` (DNS rebinding): 403.
+    #[error("host {0:?} is not allowed here (WEB_ALLOWED_HOSTS)")]
+    HostNotAllowed(String),
     /// Not ready or overloaded: 503.
     #[error("{0}")]
     Unavailable(String),
@@ -39,6 +42,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::HostNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,

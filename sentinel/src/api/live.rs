@@ -11,7 +11,10 @@ use sentinel_common::abi::ErrorKind;
 use serde_json::{Value, json};
 
 use super::{ApiState, json::Json, traffic::local_rfc3339};
-use crate::status::{self, CaptureState};
+use crate::{
+    capture::AttachMode,
+    status::{self, CaptureState},
+};
 
 /// `GET /api/realtime`: the last 30 one-second samples of the last minute, and the current speed
 /// (the last sample, over the time it really covered).
@@ -36,36 +39,77 @@ pub async fn realtime(State(state): State<ApiState>) -> Json<Value> {
     }))
 }
 
-/// Why the daemon is unhealthy, if it is.
-pub fn unhealthy_reason(state: &ApiState) -> Option<String> {
+/// Capture must have been drained within this many seconds to count as healthy.
+pub const DRAIN_STALE_S: i64 = 5;
+
+/// Why the daemon is unhealthy; empty when it is healthy. Healthy means: capture attached and
+/// counting, drained within [`DRAIN_STALE_S`], the store's writer thread alive, no failing
+/// flushes, and the last successful flush younger than twice `SAVE_INTERVAL` (counted from the
+/// start until the first one).
+pub fn unhealthy_reasons(state: &ApiState) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let now = state.now();
     let capture = status::read(&state.capture);
-    if let CaptureState::Down(reason) = &capture.state {
-        return Some(format!("capture is down: {reason}"));
+    match &capture.state {
+        CaptureState::Down(reason) => reasons.push(format!("capture is down: {reason}")),
+        CaptureState::Starting => reasons.push("capture is starting".into()),
+        CaptureState::Running => {
+            let drained = capture
+                .last_drain
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64);
+            match drained {
+                None => reasons.push("capture has not been drained yet".into()),
+                Some(at) if now - at > DRAIN_STALE_S => reasons.push(format!(
+                    "capture was last drained {} s ago (limit {DRAIN_STALE_S} s)",
+                    now - at
+                )),
+                Some(_) => {}
+            }
+        }
     }
-    if capture.state == CaptureState::Starting {
-        return Some("capture is starting".into());
+    if !state.store.writer_alive() {
+        reasons.push("the database writer thread has stopped".into());
     }
     let store = state.store.status();
     if store.consecutive_failures > 0 {
         let why = store.last_error.map(|e| e.message).unwrap_or_default();
-        return Some(format!(
+        reasons.push(format!(
             "storage is failing ({} failed flushes in a row): {why}",
             store.consecutive_failures
         ));
     }
-    None
+    let limit = 2 * state.store.save_interval().as_secs() as i64;
+    let since = store.last_success.unwrap_or(state.info.started_unix);
+    if now - since > limit {
+        reasons.push(match store.last_success {
+            Some(_) => format!(
+                "the last successful flush was {} s ago (limit {limit} s)",
+                now - since
+            ),
+            None => format!(
+                "no successful flush in the {} s since start (limit {limit} s)",
+                now - since
+            ),
+        });
+    }
+    reasons
 }
 
 /// `GET /api/health`: 200 while capture and storage work, 503 with the reason otherwise.
 pub async fn health(State(state): State<ApiState>) -> Response {
     let ts = local_rfc3339(state.store.zone(), state.now());
-    match unhealthy_reason(&state) {
-        None => Json(json!({ "status": "ok", "ts": ts })).into_response(),
-        Some(reason) => (
+    let reasons = unhealthy_reasons(&state);
+    if reasons.is_empty() {
+        Json(json!({ "status": "ok", "ts": ts })).into_response()
+    } else {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unhealthy", "reason": reason, "ts": ts })),
+            Json(json!({
+                "status": "unhealthy", "reason": reasons.join("; "), "reasons": reasons, "ts": ts,
+            })),
         )
-            .into_response(),
+            .into_response()
     }
 }
 
@@ -85,12 +129,13 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
         CaptureState::Down(reason) => ("down", Some(reason.clone())),
     };
     let failing = store.consecutive_failures > 0;
+    let health = unhealthy_reasons(&state);
     let db_size = std::fs::metadata(state.store.path())
         .map(|m| m.len())
         .unwrap_or(0);
     Json(json!({
         "backend": c.backend,
-        "attach_mode": c.attach_mode,
+        "attach_mode": c.attach_mode.map(AttachMode::as_str),
         "iface": c.iface,
         "ifindex": c.ifindex,
         "capture": {
@@ -99,14 +144,26 @@ pub async fn status(State(state): State<ApiState>) -> Json<Value> {
             "program_id": c.program_id,
             "pin_dir": c.pin_dir.as_ref().map(|p| p.display().to_string()),
             "maps_reused": c.maps_reused,
+            "counters_survive_restart": c.counters_survive_restart,
+            "counters_survive_restart_reason": c.durability_reason,
             "remote_map_entries": c.remotes_in_map, "remote_map_capacity": c.remotes_capacity,
             "last_drain": c.last_drain.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| local_rfc3339(zone, d.as_secs() as i64)),
             "reattachments": c.reattachments,
+            "attach_attempts": c.attach_attempts,
+            "external_detaches": c.external_detaches,
+            "environment_errors": c.environment_errors,
+            "last_environment_error": c.last_environment_error,
+        },
+        "health": {
+            "status": if health.is_empty() { "ok" } else { "unhealthy" },
+            "reasons": health,
         },
         "storage": {
             "state": if failing { "failing" } else { "ok" },
             "last_flush": store.last_flush_ok.map(|t| local_rfc3339(zone, t)),
+            "last_flush_success": store.last_success.map(|t| local_rfc3339(zone, t)),
+            "writer_alive": state.store.writer_alive(),
             "error": if failing { store.last_error.as_ref().map(|e| e.message.clone()) } else { None },
             "consecutive_failures": store.consecutive_failures,
             "pending_hours": store.pending_hours, "pending_remotes": store.pending_remotes,

@@ -119,9 +119,44 @@ pub fn render(state: &ApiState) -> String {
         u8::from(c.state == CaptureState::Running),
     );
     out.family(
+        "sentinel_capture_repairs_total",
+        "counter",
+        "Capture repairs by cause: re-attachments after start, and removals of our attachment by someone else.",
+    );
+    out.sample(
+        "sentinel_capture_repairs_total",
+        &[("cause", "reattached")],
+        c.reattachments,
+    );
+    out.sample(
+        "sentinel_capture_repairs_total",
+        &[("cause", "external_detach")],
+        c.external_detaches,
+    );
+    out.family(
+        "sentinel_environment_errors_total",
+        "counter",
+        "Failed map reads, checks or interface reads that were retried without detaching anything.",
+    );
+    out.sample(
+        "sentinel_environment_errors_total",
+        &[],
+        c.environment_errors,
+    );
+    out.family(
+        "sentinel_healthy",
+        "gauge",
+        "1 while /api/health answers 200.",
+    );
+    out.sample(
+        "sentinel_healthy",
+        &[],
+        u8::from(super::live::unhealthy_reasons(state).is_empty()),
+    );
+    out.family(
         "sentinel_remote_map_entries",
         "gauge",
-        "Entries in the per-remote map.",
+        "Remotes the last drain read from the per-remote map (those that moved in the last period).",
     );
     out.sample("sentinel_remote_map_entries", &[], c.remotes_in_map);
     out.family(

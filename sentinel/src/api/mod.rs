@@ -4,16 +4,20 @@
 //! Every request is a read: no endpoint changes state. Queries run on the blocking pool (SQLite
 //! is blocking) and every response merges unflushed counts the same way (the store does it).
 //! Limits: a 10 s timeout per request, 64 requests in flight, gzip for text, security headers
-//! with a CSP that allows only the NAS itself, optional Basic auth.
+//! with a CSP that allows only the NAS itself, optional Basic auth, an optional `Host` allow-list
+//! ([`hosts`]); the server loop ([`serve`]) adds a header-read timeout, a connection cap and a
+//! bounded graceful shutdown.
 
 mod assets;
 pub mod auth;
 mod cycle;
 mod error;
 pub mod format;
+pub mod hosts;
 mod json;
 mod live;
 mod metrics;
+mod server;
 mod traffic;
 
 use std::{
@@ -31,7 +35,10 @@ use axum::{
 };
 use tower_http::{compression::CompressionLayer, set_header::SetResponseHeaderLayer};
 
-pub use self::error::ApiError;
+pub use self::{
+    error::ApiError,
+    server::{SHUTDOWN_GRACE, ServerLimits, serve},
+};
 use crate::{
     meter::SpeedRing,
     status::SharedStatus,
@@ -49,6 +56,9 @@ pub struct ApiState {
     pub speed: Arc<Mutex<SpeedRing>>,
     /// Basic auth, when configured.
     pub auth: Option<auth::Auth>,
+    /// Host names the `Host` header may carry (`WEB_ALLOWED_HOSTS`; empty: any). IP literals
+    /// are always accepted.
+    pub allowed_hosts: Arc<Vec<String>>,
     /// Static facts about the daemon.
     pub info: Arc<DaemonInfo>,
     /// The clock "now" and "today" come from (the system clock in the daemon; tests freeze it).
@@ -129,6 +139,10 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            hosts::require,
+        ))
         .layer(CompressionLayer::new())
         .layer(header(header::CONTENT_SECURITY_POLICY, CSP))
         .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -158,15 +172,4 @@ async fn not_found(request: Request) -> impl IntoResponse {
 
 async fn method_not_allowed(request: Request) -> impl IntoResponse {
     ApiError::MethodNotAllowed(request.method().to_string())
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -1,11 +1,12 @@
 //! The backend the daemon runs: eBPF (TC program, pinned maps) when the kernel allows it, the
-//! AF_PACKET ring otherwise (`BACKEND=auto`), or the one the user chose. The rest of the daemon
-//! talks to [`ActiveCapture`] and does not know which one it is.
+//! AF_PACKET ring otherwise (`BACKEND=auto`), or the one the user chose. [`start`] returns it as
+//! a [`Capture`], so the rest of the daemon does not know which one it is.
 
 use std::path::PathBuf;
 
+use super::ebpf::durability::Durability;
 use super::{
-    Backend, BackendError, Snapshot,
+    AttachMode, Attached, Backend, BackendError, BackendKind, Capture, Snapshot,
     afpacket::{self, AfPacketBackend},
     ebpf::{AttachPreference, KernelClassifier, MapsOrigin},
 };
@@ -34,14 +35,6 @@ pub struct CaptureOptions {
     pub attach: AttachPreference,
 }
 
-/// The running backend.
-pub enum ActiveCapture {
-    /// The TC program.
-    Ebpf(KernelClassifier),
-    /// The AF_PACKET ring, with an id for this process's counters.
-    AfPacket(AfPacketBackend, u64),
-}
-
 /// Neither backend could start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -53,134 +46,169 @@ pub enum StartError {
     AfPacket(#[source] afpacket::AfPacketError),
 }
 
-impl ActiveCapture {
-    /// Starts the chosen backend for `iface` with `plan`.
-    pub fn start(
-        options: &CaptureOptions,
-        iface: &str,
-        plan: &AddressPlan,
-    ) -> Result<Self, StartError> {
-        let ebpf = || -> Result<Self, StartError> {
-            let mut k =
-                KernelClassifier::load_pinned(&options.pin_dir).map_err(StartError::Ebpf)?;
-            k.set_addresses(plan).map_err(StartError::Ebpf)?;
-            Ok(ActiveCapture::Ebpf(k))
-        };
-        let afpacket = || -> Result<Self, StartError> {
-            let b = AfPacketBackend::open(iface, plan).map_err(StartError::AfPacket)?;
-            Ok(ActiveCapture::AfPacket(
-                b,
-                super::ebpf::pins::new_instance_id(),
-            ))
-        };
-        match options.choice {
-            BackendChoice::Ebpf => ebpf(),
-            BackendChoice::AfPacket => afpacket(),
-            BackendChoice::Auto => ebpf().or_else(|e| {
-                tracing::warn!(error = %crate::error_chain(&e), "eBPF unavailable; falling back to the AF_PACKET ring");
-                afpacket()
-            }),
+/// Starts the chosen backend for `iface` with `plan` (not attached yet).
+pub fn start(
+    options: &CaptureOptions,
+    iface: &str,
+    plan: &AddressPlan,
+) -> Result<Box<dyn Capture>, StartError> {
+    let ebpf = || -> Result<Box<dyn Capture>, StartError> {
+        let mut k = KernelClassifier::load_pinned(&options.pin_dir).map_err(StartError::Ebpf)?;
+        k.set_addresses(plan).map_err(StartError::Ebpf)?;
+        Ok(Box::new(EbpfCapture {
+            k,
+            preference: options.attach,
+        }))
+    };
+    let afpacket = || -> Result<Box<dyn Capture>, StartError> {
+        let b = AfPacketBackend::open(iface, plan).map_err(StartError::AfPacket)?;
+        Ok(Box::new(AfPacketCapture {
+            b,
+            instance: super::ebpf::pins::new_instance_id(),
+        }))
+    };
+    match options.choice {
+        BackendChoice::Ebpf => ebpf(),
+        BackendChoice::AfPacket => afpacket(),
+        BackendChoice::Auto => ebpf().or_else(|e| {
+            tracing::warn!(error = %crate::error_chain(&e), "eBPF unavailable; falling back to the AF_PACKET ring");
+            afpacket()
+        }),
+    }
+}
+
+fn ebpf_error(context: &str) -> impl FnOnce(super::ebpf::EbpfError) -> BackendError + '_ {
+    move |e| BackendError {
+        backend: "ebpf",
+        context: context.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+/// The TC program and how to attach it.
+struct EbpfCapture {
+    k: KernelClassifier,
+    preference: AttachPreference,
+}
+
+impl Capture for EbpfCapture {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Ebpf
+    }
+
+    fn instance(&self) -> u64 {
+        self.k.instance()
+    }
+
+    fn counters_reused(&self) -> bool {
+        self.k.origin() == MapsOrigin::Reused
+    }
+
+    fn pin_dir(&self) -> Option<PathBuf> {
+        self.k.pin_dir().map(Into::into)
+    }
+
+    fn durability(&self) -> Durability {
+        self.k.durability().clone()
+    }
+
+    fn program_id(&self) -> Option<u32> {
+        self.k.program_id()
+    }
+
+    fn attach(&mut self, iface: &str) -> Result<Option<AttachMode>, BackendError> {
+        self.k
+            .attach(iface, self.preference)
+            .map(Some)
+            .map_err(ebpf_error(&format!("attaching to {iface}")))
+    }
+
+    fn detach(&mut self) -> Result<(), BackendError> {
+        self.k.detach().map_err(ebpf_error("detaching"))
+    }
+
+    fn check(&mut self) -> Attached {
+        let id = self.k.program_id();
+        match self.k.attachment() {
+            Some(a) => a.check(id),
+            None => Attached::No,
         }
     }
 
-    /// `ebpf` or `afpacket`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ActiveCapture::Ebpf(k) => k.name(),
-            ActiveCapture::AfPacket(b, _) => b.name(),
+    fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError> {
+        Backend::set_addresses(&mut self.k, plan)
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+        Backend::snapshot(&mut self.k)
+    }
+}
+
+/// The AF_PACKET ring (it reopens by itself when its interface comes and goes), with an id for
+/// this process's counters.
+struct AfPacketCapture {
+    b: AfPacketBackend,
+    instance: u64,
+}
+
+impl Capture for AfPacketCapture {
+    fn kind(&self) -> BackendKind {
+        BackendKind::AfPacket
+    }
+
+    fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    fn counters_reused(&self) -> bool {
+        false
+    }
+
+    fn pin_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    fn durability(&self) -> Durability {
+        Durability {
+            survives_restart: false,
+            reason: "the AF_PACKET ring counts in the daemon's memory: traffic while it is \
+                     stopped is not seen"
+                .into(),
         }
     }
 
-    /// Identity of the counters (a checkpoint of another identity does not apply to them).
-    pub fn instance(&self) -> u64 {
-        match self {
-            ActiveCapture::Ebpf(k) => k.instance(),
-            ActiveCapture::AfPacket(_, id) => *id,
+    fn program_id(&self) -> Option<u32> {
+        None
+    }
+
+    fn attach(&mut self, _iface: &str) -> Result<Option<AttachMode>, BackendError> {
+        Ok(None)
+    }
+
+    fn detach(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn check(&mut self) -> Attached {
+        match self.b.status().state {
+            afpacket::CaptureState::Running { .. } => Attached::Yes,
+            afpacket::CaptureState::Retrying {
+                attempt,
+                last_error,
+            } => Attached::Recovering(format!(
+                "AF_PACKET ring reopening (attempt {attempt}): {last_error}"
+            )),
+            afpacket::CaptureState::Stopped { reason } => {
+                Attached::Recovering(format!("AF_PACKET reader stopped: {reason}"))
+            }
         }
     }
 
-    /// Whether the counters continue an earlier run's (eBPF pinned maps).
-    pub fn counters_reused(&self) -> bool {
-        matches!(self, ActiveCapture::Ebpf(k) if k.origin() == MapsOrigin::Reused)
+    fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError> {
+        self.b.set_addresses(plan)
     }
 
-    /// Attaches to `iface` (eBPF); the ring follows its interface by itself. Returns the attach
-    /// mode, if there is one.
-    pub fn attach(
-        &mut self,
-        iface: &str,
-        preference: AttachPreference,
-    ) -> Result<Option<String>, String> {
-        match self {
-            ActiveCapture::Ebpf(k) => k
-                .attach(iface, preference)
-                .map(|mode| Some(mode.to_string()))
-                .map_err(|e| crate::error_chain(&e)),
-            ActiveCapture::AfPacket(..) => Ok(None),
-        }
-    }
-
-    /// Detaches what was attached (eBPF).
-    pub fn detach(&mut self) -> Result<(), String> {
-        match self {
-            ActiveCapture::Ebpf(k) => k.detach().map_err(|e| crate::error_chain(&e)),
-            ActiveCapture::AfPacket(..) => Ok(()),
-        }
-    }
-
-    /// Whether the backend follows interface re-creation by itself (the ring does).
-    pub fn follows_interface(&self) -> bool {
-        matches!(self, ActiveCapture::AfPacket(..))
-    }
-
-    /// The kernel program id (eBPF).
-    pub fn program_id(&self) -> Option<u32> {
-        match self {
-            ActiveCapture::Ebpf(k) => k.program_id(),
-            ActiveCapture::AfPacket(..) => None,
-        }
-    }
-
-    /// The pin directory (eBPF).
-    pub fn pin_dir(&self) -> Option<PathBuf> {
-        match self {
-            ActiveCapture::Ebpf(k) => k.pin_dir().map(Into::into),
-            ActiveCapture::AfPacket(..) => None,
-        }
-    }
-
-    /// Why the backend is not counting right now, if it is not (the ring retrying).
-    pub fn trouble(&self) -> Option<String> {
-        match self {
-            ActiveCapture::Ebpf(_) => None,
-            ActiveCapture::AfPacket(b, _) => match b.status().state {
-                afpacket::CaptureState::Running { .. } => None,
-                afpacket::CaptureState::Retrying {
-                    attempt,
-                    last_error,
-                } => Some(format!(
-                    "AF_PACKET ring reopening (attempt {attempt}): {last_error}"
-                )),
-                afpacket::CaptureState::Stopped { reason } => {
-                    Some(format!("AF_PACKET reader stopped: {reason}"))
-                }
-            },
-        }
-    }
-
-    /// Replaces the address plan.
-    pub fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError> {
-        match self {
-            ActiveCapture::Ebpf(k) => Backend::set_addresses(k, plan),
-            ActiveCapture::AfPacket(b, _) => b.set_addresses(plan),
-        }
-    }
-
-    /// The monotonic counters.
-    pub fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
-        match self {
-            ActiveCapture::Ebpf(k) => k.snapshot(),
-            ActiveCapture::AfPacket(b, _) => b.snapshot(),
-        }
+    fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
+        self.b.snapshot()
     }
 }

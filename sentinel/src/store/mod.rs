@@ -256,6 +256,8 @@ pub struct StatusError {
 pub struct StoreStatus {
     /// When the last flush that wrote something committed (Unix seconds).
     pub last_flush_ok: Option<i64>,
+    /// When the last flush succeeded, whether or not it had anything to write (Unix seconds).
+    pub last_success: Option<i64>,
     /// The last failure (kept after recovery; compare `at` with `last_flush_ok`).
     pub last_error: Option<StatusError>,
     /// Failures since the last success; non-zero means data is waiting in memory.
@@ -370,6 +372,20 @@ impl Store {
         status.pending_remotes = counts.remotes;
         status.folded_remotes = counts.folded_remotes;
         status
+    }
+
+    /// Whether the writer thread is still running (a dead writer means nothing is flushed).
+    pub fn writer_alive(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Time between regular flushes (`SAVE_INTERVAL`).
+    pub fn save_interval(&self) -> Duration {
+        self.shared.options.save_interval
     }
 
     /// Flushes now and waits for the commit or the error (blocking).

@@ -87,6 +87,9 @@ pub struct Sample<'a> {
     pub down: Counters,
     /// Per-remote traffic since the previous sample.
     pub remotes: &'a [(IpAddr, RemoteCounters)],
+    /// Public traffic since the previous sample that capture could not keep per remote; added to
+    /// the day's "other" total.
+    pub other_remotes: RemoteCounters,
     /// The capture layer's opaque checkpoint after this sample ("what the kernel counters read"),
     /// stored in the same transaction as the traffic it accounts for. `None` keeps the previous one.
     pub checkpoint: Option<Vec<u8>>,
@@ -201,6 +204,9 @@ impl Pending {
                     *folded += 1;
                 }
             }
+        }
+        if sample.other_remotes != RemoteCounters::default() {
+            add_remote(data.others.entry(day).or_default(), &sample.other_remotes);
         }
         if let Some(checkpoint) = &sample.checkpoint {
             data.checkpoint = Some(checkpoint.clone());
@@ -343,6 +349,7 @@ mod tests {
             down: bytes(200),
             remotes: &[(a, remote(100, 200))],
             checkpoint: Some(vec![1]),
+            ..Sample::default()
         });
         let batch = pending.snapshot().expect("something to write");
         pending.record(&Sample {
@@ -381,6 +388,14 @@ mod tests {
         let kept_bytes: u64 = kept.iter().map(|(_, c)| c.up_bytes).sum();
         assert_eq!(kept_bytes + other.up_bytes, 15);
         assert_eq!(pending.counts().folded_remotes, 3);
+        // What capture itself could not keep per remote joins the same "other".
+        pending.record(&Sample {
+            at: T0,
+            other_remotes: remote(0, 7),
+            ..Sample::default()
+        });
+        let (_, other) = pending.remotes_in(day, day);
+        assert_eq!((other.up_bytes, other.down_bytes), (15 - kept_bytes, 7));
     }
 
     #[test]

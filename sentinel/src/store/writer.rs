@@ -135,6 +135,7 @@ impl Writer {
         status.folded_remotes = counts.folded_remotes;
         match &result {
             Ok(report) => {
+                status.last_success = Some(now);
                 if !report.nothing_to_do {
                     status.last_flush_ok = Some(now);
                     status.flushes_ok += 1;

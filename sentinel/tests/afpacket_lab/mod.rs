@@ -93,18 +93,38 @@ pub fn start(lab: &Lab, plan: &AddressPlan, options: AfPacketOptions) -> AfPacke
 }
 
 /// Polls the backend until `done` holds (or 5 s pass), then waits a little more so that frames
-/// counted twice or late would show, and returns the last snapshot.
+/// counted twice or late would show, and returns the last snapshot with the per-remote growth
+/// (and overflow) of every snapshot taken here added up, sorted by remote: each snapshot hands
+/// remotes over once.
 pub fn settle(b: &mut AfPacketBackend, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let mut sum = Snapshot::default();
+    let take = |sum: &mut Snapshot, s: Snapshot| {
+        let mut remotes: std::collections::BTreeMap<_, _> = sum.remotes.drain(..).collect();
+        for (k, c) in &s.remotes {
+            remotes
+                .entry(*k)
+                .or_insert_with(sentinel_common::abi::RemoteCounters::default)
+                .add(c);
+        }
+        let mut other = sum.other_remotes;
+        other.add(&s.other_remotes);
+        *sum = Snapshot {
+            remotes: remotes.into_iter().collect(),
+            other_remotes: other,
+            ..s
+        };
+    };
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let s = b.snapshot().expect("snapshot");
-        if done(&s) || Instant::now() > deadline {
+        take(&mut sum, b.snapshot().expect("snapshot"));
+        if done(&sum) || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(150));
-    b.snapshot().expect("snapshot")
+    take(&mut sum, b.snapshot().expect("snapshot"));
+    sum
 }
 
 /// Waits (at most `secs`) for the reader to reach a state; returns the state seen last.

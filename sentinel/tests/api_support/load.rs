@@ -142,6 +142,7 @@ pub fn build_year(remotes_per_day: u64, save_interval: Duration) -> anyhow::Resu
             down: counters(rng.next() % 8_000_000_000),
             remotes: &list,
             checkpoint: None,
+            ..Sample::default()
         });
         hours += 1;
         t += 3600;
@@ -157,6 +158,7 @@ pub fn build_year(remotes_per_day: u64, save_interval: Duration) -> anyhow::Resu
         down: counters(987_654_321),
         remotes: &list,
         checkpoint: None,
+        ..Sample::default()
     });
     Ok(Year {
         dir,
@@ -173,7 +175,7 @@ pub fn state(store: Arc<Store>) -> ApiState {
         backend: "ebpf",
         iface: "eth0".into(),
         ifindex: Some(2),
-        attach_mode: Some("tcx".into()),
+        attach_mode: Some(sentinel::capture::AttachMode::Tcx),
         state: CaptureState::Running,
         lan_mode: "auto",
         locals: vec!["192.168.1.100".parse().unwrap_or(IpAddr::from([0; 4]))],
@@ -194,6 +196,7 @@ pub fn state(store: Arc<Store>) -> ApiState {
         capture,
         speed: Arc::new(Mutex::new(ring)),
         auth: None,
+        allowed_hosts: Arc::new(Vec::new()),
         info: Arc::new(DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             started: Instant::now(),
@@ -265,6 +268,7 @@ impl Server {
                         async {
                             let _ = down.await;
                         },
+                        api::ServerLimits::default(),
                     ));
                     let mut ticks = Vec::new();
                     let mut interval = tokio::time::interval(drain_period);
@@ -285,12 +289,17 @@ impl Server {
                                     down: counters(5_000_000 + n),
                                     remotes: &remotes,
                                     checkpoint: Some(vec![7u8; 96]),
+                                    ..Sample::default()
                                 });
                                 state.speed.lock().unwrap_or_else(|p| p.into_inner()).push(SpeedSample {
                                     ts_ms: at * 1000,
                                     up: 1_000_000,
                                     down: 5_000_000,
                                     secs: drain_period.as_secs_f64(),
+                                });
+                                // As the daemon's drain does: health wants a recent drain.
+                                sentinel::status::update(&state.capture, |c| {
+                                    c.last_drain = Some(std::time::SystemTime::now());
                                 });
                                 let record = t0.elapsed();
                                 let phase = match drain_phase.load(Ordering::SeqCst) {

@@ -104,6 +104,7 @@ pub fn record(store: &Store, at: i64, up: u64, down: u64, remotes: &[Remote]) {
         down: counters(down),
         remotes: &list,
         checkpoint: None,
+        ..Sample::default()
     });
 }
 
@@ -136,11 +137,13 @@ pub fn capture_status(state: CaptureState) -> CaptureStatus {
         backend: "ebpf",
         iface: "eth0".into(),
         ifindex: Some(2),
-        attach_mode: Some("tcx".into()),
+        attach_mode: Some(sentinel::capture::AttachMode::Tcx),
         state,
         program_id: Some(42),
         pin_dir: Some("/sys/fs/bpf/sentinel".into()),
         maps_reused: false,
+        counters_survive_restart: true,
+        durability_reason: "bpffs was already mounted at the pin directory".into(),
         remotes_in_map: 17,
         remotes_capacity: 65536,
         counters,
@@ -159,6 +162,7 @@ pub fn capture_status(state: CaptureState) -> CaptureStatus {
         grace_prefixes: Vec::new(),
         lan_mode: "auto",
         reattachments: 0,
+        ..CaptureStatus::default()
     }
 }
 
@@ -213,15 +217,18 @@ impl Env {
             )
             .expect("open store"),
         );
-        let capture: SharedStatus = Arc::new(std::sync::RwLock::new(capture_status(
-            CaptureState::Running,
-        )));
+        let mut running = capture_status(CaptureState::Running);
+        // Drained "just now" by the frozen clock, as a running daemon would have.
+        running.last_drain =
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(now).unwrap_or(0)));
+        let capture: SharedStatus = Arc::new(std::sync::RwLock::new(running));
         let speed = Arc::new(Mutex::new(SpeedRing::default()));
         let state = ApiState {
             store: store.clone(),
             capture: capture.clone(),
             speed: speed.clone(),
             auth,
+            allowed_hosts: Arc::new(Vec::new()),
             info: Arc::new(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION"),
                 started: Instant::now(),

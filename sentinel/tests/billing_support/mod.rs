@@ -258,8 +258,7 @@ pub fn record(store: &Store, at: i64, up: u64, down: u64) {
         at,
         up: counters(up),
         down: counters(down),
-        remotes: &[],
-        checkpoint: None,
+        ..Sample::default()
     });
 }
 

@@ -33,18 +33,68 @@ pub struct Daemon {
 /// The daemon's web port inside the lab NAS's own network namespace.
 pub const WEB_PORT: u16 = 8080;
 
+/// How the daemon is put into the lab NAS's network namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launcher {
+    /// `nsenter --net`: the machine's mount namespace, so the machine's bpffs holds the pins.
+    Nsenter,
+    /// `ip netns exec`: a private mount namespace with /sys remounted, as users often run it; the
+    /// daemon has to mount its own bpffs there, which dies with it.
+    IpNetnsExec,
+}
+
 impl Daemon {
     /// Starts the daemon on the lab NAS's eth0 with extra environment variables.
     pub fn start(lab: &Lab, pin_dir: &PathBuf, env: &[(&str, &str)]) -> Self {
+        Self::launch(&lab.nas, Some("eth0"), pin_dir, env, Launcher::Nsenter)
+    }
+
+    /// [`Self::start`] through a chosen launcher.
+    pub fn start_with(
+        lab: &Lab,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+        launcher: Launcher,
+    ) -> Self {
+        Self::launch(&lab.nas, Some("eth0"), pin_dir, env, launcher)
+    }
+
+    /// Starts the daemon in namespace `netns` on `iface` (`None`: MONITOR_IFACE unset, so the
+    /// daemon picks the default route's interface) with extra environment variables.
+    pub fn start_in(
+        netns: &str,
+        iface: Option<&str>,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(netns, iface, pin_dir, env, Launcher::Nsenter)
+    }
+
+    fn launch(
+        netns: &str,
+        iface: Option<&str>,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+        launcher: Launcher,
+    ) -> Self {
         let db_dir = pin_dir
             .file_name()
             .map(|n| std::env::temp_dir().join(n))
             .expect("pin dir name");
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/var/run/netns/{}", lab.nas))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_sentinel"))
-            .env("MONITOR_IFACE", "eth0")
+        let mut cmd = match launcher {
+            Launcher::Nsenter => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{netns}")).arg("--");
+                c
+            }
+            Launcher::IpNetnsExec => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]);
+                c
+            }
+        };
+        cmd.arg(env!("CARGO_BIN_EXE_sentinel"))
+            .env_remove("MONITOR_IFACE")
             .env("PRINT_INTERVAL", "1")
             .env("BPF_PIN_DIR", pin_dir)
             .env("RUST_LOG", "info")
@@ -54,6 +104,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(iface) = iface {
+            cmd.env("MONITOR_IFACE", iface);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -83,7 +136,7 @@ impl Daemon {
             last,
             log,
             pin_dir: pin_dir.clone(),
-            netns: lab.nas.clone(),
+            netns: netns.to_owned(),
         };
         d.wait_for("the first totals line", Duration::from_secs(15), |_| true);
         d
@@ -184,6 +237,83 @@ impl Daemon {
     /// Lines the daemon printed (stdout and stderr).
     pub fn log(&self) -> Vec<String> {
         self.log.lock().expect("lock").clone()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM, and wait (bounded by `limit`, then SIGKILL) for the exit: how long it took and
+    /// whether it was clean.
+    pub fn stop_timed(mut self, limit: Duration) -> (Duration, bool) {
+        let Some(mut child) = self.child.take() else {
+            return (Duration::ZERO, false);
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (start.elapsed(), status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        (start.elapsed(), false)
+    }
+
+    /// Runs a daemon that is expected to exit by itself within `limit` (killed otherwise): its
+    /// exit status (`None`: it had to be killed) and everything it printed.
+    pub fn run_to_exit(
+        lab: &Lab,
+        pin_dir: &PathBuf,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let db_dir = pin_dir
+            .file_name()
+            .map(|n| std::env::temp_dir().join(n))
+            .expect("pin dir name");
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", lab.nas))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_sentinel"))
+            .env("MONITOR_IFACE", "eth0")
+            .env("BPF_PIN_DIR", pin_dir)
+            .env("RUST_LOG", "info")
+            .env("DB_PATH", db_dir.join("traffic.db"))
+            .env("WEB_BIND", "127.0.0.1")
+            .env("WEB_PORT", WEB_PORT.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting the daemon under nsenter");
+        let start = Instant::now();
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break Some(status);
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        }
+        if let Some(mut s) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        }
+        (status, out)
     }
 
     /// SIGTERM, and wait for a clean exit.

@@ -8,7 +8,8 @@
 //! Every nas<->wan and nas<->lan packet crosses nas:eth0, where the monitor attaches. The lab is
 //! silent when idle (static neighbours, no RA/RS/DAD), so counters move only with test traffic.
 //! No lab interface is ever connected to this machine's own namespace. Traffic generators and
-//! ground truth live in [`traffic`].
+//! ground truth live in [`traffic`]; a macvlan container on the NAS and a raw-IP tun pair in
+//! [`links`].
 
 use std::{
     fs::File,
@@ -20,9 +21,18 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+mod links;
 mod traffic;
 
-pub use self::traffic::{TcpSide, UdpSink, blast_udp, send_udp, tcp_transfer};
+pub use self::{
+    links::{
+        CTR_MAC, CTR_V4, CTR_V6, Container, TUN_NAS_V4, TUN_NAS_V6, TUN_SETTLE, TUN_WAN_V4,
+        TUN_WAN_V6, TunPair, VM_MAC, VM_V4, Vm,
+    },
+    traffic::{
+        SPRAY_PREFIX_V6, TcpSide, UdpSink, blast_udp, send_udp, spray_remotes, tcp_transfer,
+    },
+};
 
 /// The NAS's LAN address.
 pub const NAS_V4: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);

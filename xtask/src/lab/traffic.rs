@@ -297,3 +297,46 @@ pub fn blast_udp(
         Ok(sent)
     })
 }
+
+/// The prefix [`spray_remotes`] sends to: routed by the lab's router to the internet host, which
+/// drops it silently through a blackhole route (no ICMP error comes back). So every address in it
+/// is a distinct public remote whose packets cross nas:eth0 and die inside the lab.
+pub const SPRAY_PREFIX_V6: &str = "2001:db8:ff01::/64";
+
+/// Sends one 64-byte IPv6 UDP packet from the NAS to each of `count` distinct addresses of
+/// [`SPRAY_PREFIX_V6`] (`2001:db8:ff01::1`, `::2`, ...); returns how many the kernel accepted.
+/// Populates the monitor's per-remote map. Bounded in count.
+pub fn spray_remotes(lab: &Lab, count: u32, port: u16) -> anyhow::Result<u64> {
+    super::ip(&[
+        "-n",
+        &lab.rtr,
+        "-6",
+        "route",
+        "replace",
+        SPRAY_PREFIX_V6,
+        "via",
+        "2001:db8:ff00::100",
+    ])?;
+    super::ip(&[
+        "-n",
+        &lab.wan,
+        "-6",
+        "route",
+        "replace",
+        "blackhole",
+        SPRAY_PREFIX_V6,
+    ])?;
+    Lab::in_ns(&lab.nas, move || {
+        let socket = std::net::UdpSocket::bind("[::]:0")?;
+        let payload = [0u8; 16];
+        let mut sent = 0u64;
+        for i in 1..=count {
+            let dst =
+                std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xff01, 0, 0, 0, (i >> 16) as u16, i as u16);
+            if socket.send_to(&payload, (dst, port)).is_ok() {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    })
+}

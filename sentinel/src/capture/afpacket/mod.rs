@@ -12,7 +12,10 @@
 //!   `ret #128`): enough for Ethernet + a tag + IPv4 with options or IPv6 + the TCP data offset.
 //!   The frame's full length (`tp_len`) is what the length rules see.
 //! - Frames of other hosts that a promiscuous interface delivers (PACKET_OTHERHOST) are skipped
-//!   and counted in [`FrameStats::foreign`] (the seed counted them, defect D9).
+//!   and counted in [`FrameStats::foreign`] (the seed counted them, defect D9), unless they are
+//!   for one of the NAS's own MACs (macvlan children: `sentinel_common::owner`), as in the kernel.
+//! - Raw-IP interfaces (ppp, tun, WireGuard) deliver frames that start at the IP header; the
+//!   ring reads the link type at every open and parses accordingly.
 //! - GSO/GRO super-packets (TSO egress, GRO ingress: 64 KB frames on the tap): the socket asks
 //!   for virtio-net headers (PACKET_VNET_HDR, which `tpacket_rcv` also fills in TPACKET_V3
 //!   rings; measured on 6.18), and segments are `ceil(transport payload / gso_size)`, as the
@@ -59,8 +62,10 @@ pub enum AfPacketError {
     /// The interface exists but is down.
     #[error("interface {iface:?} is down")]
     InterfaceDown { iface: String },
-    /// The interface is not Ethernet: the shared parser reads Ethernet frames.
-    #[error("interface {iface:?} has link type {hatype} (not Ethernet); not supported")]
+    /// The interface is neither Ethernet nor raw IP: the shared parser cannot read its frames.
+    #[error(
+        "interface {iface:?} has link type {hatype} (neither Ethernet nor raw IP); not supported"
+    )]
     UnsupportedLink { iface: String, hatype: u16 },
     /// The interface was re-created (or renamed) under the same name.
     #[error("interface {iface:?} changed from index {old} to {new:?}")]
@@ -90,7 +95,8 @@ pub enum AfPacketError {
 pub struct AfPacketOptions {
     /// The ring's shape and snap length.
     pub ring: RingConfig,
-    /// Capacity of the per-remote map (the eBPF LRU map's size by default).
+    /// Capacity of the per-remote map between two snapshots (one eBPF per-remote map's size by
+    /// default); beyond it, bytes go to the overflow ("other").
     pub remotes_max: usize,
     /// First delay before reopening after a failure; doubles up to `retry_max`.
     pub retry_min: Duration,
@@ -158,7 +164,7 @@ pub struct AfPacketStatus {
     pub kernel_drops: u64,
     /// Times the ring was full (`tp_freeze_q_cnt`).
     pub ring_freezes: u64,
-    /// Frames seen, skipped, super-packets, corrupt blocks, evictions.
+    /// Frames seen, skipped, super-packets, corrupt blocks, per-remote overflow.
     pub frames: FrameStats,
 }
 

@@ -110,10 +110,12 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let tally = lock(&self.tally);
+        let mut tally = lock(&self.tally);
+        let (remotes, other_remotes) = tally.take_remotes();
         Snapshot {
             totals: tally.totals,
-            remotes: tally.remotes(),
+            remotes,
+            other_remotes,
             drops: tally.drops,
         }
     }
@@ -303,6 +305,7 @@ fn drain(
     table: &mut Arc<PrefixTable>,
 ) -> usize {
     let vnet = ring.vnet();
+    let link = ring.link();
     let mut handled = 0;
     // Bounded: at most every block once, then the caller looks at its flags again.
     for _ in 0..ring.block_count() {
@@ -318,7 +321,7 @@ fn drain(
                 for frame in frames {
                     match frame {
                         Ok(f) => {
-                            tally.count(&f, &**table);
+                            tally.count(&f, link, &**table);
                             read += 1;
                         }
                         Err(e) => {

@@ -18,6 +18,8 @@ use std::{
     time::Duration,
 };
 
+use sentinel_common::frame::LinkKind;
+
 use super::{AfPacketError, walk::BLOCK_STATUS_OFFSET};
 
 /// Shape of the ring.
@@ -64,6 +66,7 @@ pub(crate) struct Ring {
     current: usize,
     ifindex: u32,
     vnet: bool,
+    link: LinkKind,
 }
 
 fn os_err<'a>(op: &'static str, iface: &'a str) -> impl FnOnce(io::Error) -> AfPacketError + 'a {
@@ -157,13 +160,13 @@ impl Ring {
             iface: iface.to_owned(),
         })?;
         let (flags, hatype) = link_info(&fd, &name).map_err(os_err("reading link flags", iface))?;
-        // The shared parser reads Ethernet frames; loopback carries an Ethernet-shaped header.
-        if hatype != libc::ARPHRD_ETHER && hatype != libc::ARPHRD_LOOPBACK {
-            return Err(AfPacketError::UnsupportedLink {
-                iface: iface.to_owned(),
-                hatype,
-            });
-        }
+        // The shared parser reads Ethernet frames (loopback carries an Ethernet-shaped header) and
+        // raw IP: on a device without a link header (ppp, tun, WireGuard) a packet socket's
+        // frames start at the IP header in both directions.
+        let link = LinkKind::from_arphrd(hatype).ok_or_else(|| AfPacketError::UnsupportedLink {
+            iface: iface.to_owned(),
+            hatype,
+        })?;
         if flags & libc::IFF_UP as libc::c_short == 0 {
             return Err(AfPacketError::InterfaceDown {
                 iface: iface.to_owned(),
@@ -240,6 +243,7 @@ impl Ring {
             current: 0,
             ifindex,
             vnet,
+            link,
         };
 
         // SAFETY: `sockaddr_ll` is plain data; all-zero is a valid value.
@@ -257,6 +261,11 @@ impl Ring {
         })
         .map_err(os_err("bind", iface))?;
         Ok(ring)
+    }
+
+    /// What the interface puts before the IP header.
+    pub(crate) fn link(&self) -> LinkKind {
+        self.link
     }
 
     /// The interface index the socket is bound to.

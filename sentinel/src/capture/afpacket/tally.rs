@@ -1,16 +1,21 @@
 //! What the ring's frames add up to: the per-frame function (packet type filter, GSO segments from
-//! the virtio-net header, then [`sentinel_common::account::account`], the same call the eBPF
-//! program makes) and the monotonic counters it feeds, with a bounded per-remote map.
+//! the virtio-net header, then [`sentinel_common::account::account`] and
+//! [`sentinel_common::record::record`], the same calls the eBPF program makes) and the counters
+//! they feed: monotonic totals and errors, and per-remote counters handed over (and forgotten) at
+//! each snapshot, bounded like one of the kernel's per-remote maps, with an overflow total for
+//! remotes beyond the bound.
 //!
 //! This module must not know sockets or the ring's memory: it sees [`RingFrame`]s.
 
 use std::collections::HashMap;
 
 use sentinel_common::{
-    abi::{REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey, Verdict, totals_index},
-    account::{Accounting, account},
+    abi::{Counters, ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey},
+    account::account,
     addr::AddrFlags,
-    frame::{self, Frame},
+    frame::{self, Frame, LinkKind},
+    owner::{self, MacSet},
+    record::{self, CounterStore},
 };
 
 use super::walk::{RingFrame, VnetHdr};
@@ -20,7 +25,6 @@ use crate::capture::KernelTotals;
 pub(crate) const PACKET_HOST: u8 = 0;
 pub(crate) const PACKET_BROADCAST: u8 = 1;
 pub(crate) const PACKET_MULTICAST: u8 = 2;
-#[cfg(test)]
 pub(crate) const PACKET_OTHERHOST: u8 = 3;
 pub(crate) const PACKET_OUTGOING: u8 = 4;
 
@@ -55,11 +59,13 @@ impl Frame for Captured<'_> {
     }
 }
 
-/// Which frames are the NAS's own traffic: received for it (unicast, broadcast, multicast) or
-/// sent by it. PACKET_OTHERHOST frames are other hosts' traffic that a promiscuous interface (a
-/// bridge port, a VM host, a capture tool's promiscuous mode) also delivers; the seed counted
-/// them (reference/seed-behavior.md D9), we do not. PACKET_LOOPBACK never reaches a packet
-/// socket (`tpacket_rcv` drops it); anything else is not an interface's traffic either.
+/// Which packet types can be the NAS's own traffic: received for it (unicast, broadcast,
+/// multicast), sent by it, or received for another MAC (PACKET_OTHERHOST), which
+/// [`owner::check`] then decides by the MAC set: a macvlan child's frames are the NAS's, other
+/// hosts' frames that a promiscuous interface (a bridge port, a VM host, a capture tool's
+/// promiscuous mode) also delivers are not (the seed counted them, defect D9).
+/// PACKET_LOOPBACK never reaches a packet socket (`tpacket_rcv` drops it); anything else is not
+/// an interface's traffic either.
 pub(crate) fn is_own_traffic(pkttype: u8) -> bool {
     matches!(
         pkttype,
@@ -72,13 +78,17 @@ pub(crate) fn is_own_traffic(pkttype: u8) -> bool {
 /// `gso_segs` (`tcp_set_skb_tso_segs`, and GRO merges equal segments but the last). 0 for a
 /// plain packet or when there is no header. A protocol without a known transport header counts
 /// its whole IP payload (what `account` notes as `GsoNoL4`).
-pub(crate) fn gso_segments<F: Frame + ?Sized>(frame: &F, vnet: Option<VnetHdr>) -> u32 {
+pub(crate) fn gso_segments<F: Frame + ?Sized>(
+    frame: &F,
+    link: LinkKind,
+    vnet: Option<VnetHdr>,
+) -> u32 {
     let Some(v) = vnet else { return 0 };
     if v.gso_type == VIRTIO_NET_HDR_GSO_NONE || v.gso_size == 0 {
         return 0;
     }
     // A frame that does not parse is reported by `account` itself.
-    let Ok(ip) = frame::parse(frame) else {
+    let Ok(ip) = frame::parse_link(frame, link) else {
         return 0;
     };
     let l4 = frame::l4_header_len(frame, &ip).unwrap_or(0);
@@ -97,20 +107,24 @@ pub struct FrameStats {
     pub super_packets: u64,
     /// Blocks the walker found corrupt (their unread frames are counted as drops).
     pub corrupt_blocks: u64,
-    /// Remote entries evicted because the map was full.
-    pub remotes_evicted: u64,
+    /// Packets whose remote did not fit in the per-remote map (counted under "other").
+    pub remotes_overflowed: u64,
 }
 
-/// Monotonic counters, as a [`crate::capture::Snapshot`] reports them.
+/// The counters, as a [`crate::capture::Snapshot`] reports them.
 #[derive(Clone, Debug)]
 pub(crate) struct Tally {
-    /// Direction totals and error counters.
+    /// Direction totals and error counters (monotonic).
     pub totals: KernelTotals,
     /// Frames lost: the kernel's ring drops plus frames in corrupt blocks.
     pub drops: u64,
     /// Counters outside the snapshot.
     pub stats: FrameStats,
-    remotes: RemoteMap,
+    /// Per-remote growth since the last [`Self::take_remotes`], at most `cap` remotes.
+    remotes: HashMap<RemoteKey, RemoteCounters>,
+    cap: usize,
+    /// What `remotes` had no room for since the last [`Self::take_remotes`].
+    overflow: RemoteCounters,
 }
 
 impl Default for Tally {
@@ -126,47 +140,41 @@ impl Tally {
             totals: KernelTotals::default(),
             drops: 0,
             stats: FrameStats::default(),
-            remotes: RemoteMap::new(cap),
+            remotes: HashMap::new(),
+            cap: cap.max(1),
+            overflow: RemoteCounters::default(),
         }
     }
 
-    /// Counts one frame from the ring: the function every ring frame goes through.
-    pub(crate) fn count<A: AddrFlags + ?Sized>(&mut self, f: &RingFrame<'_>, table: &A) {
+    /// Counts one frame from the ring of a `link` link: the function every ring frame goes
+    /// through.
+    pub(crate) fn count<A: AddrFlags + MacSet + ?Sized>(
+        &mut self,
+        f: &RingFrame<'_>,
+        link: LinkKind,
+        table: &A,
+    ) {
         self.stats.frames += 1;
-        if !is_own_traffic(f.pkttype) {
+        let frame = Captured::new(f);
+        let other_host = f.pkttype == PACKET_OTHERHOST;
+        if !other_host && !is_own_traffic(f.pkttype) {
             self.stats.foreign += 1;
-            // The same error slot as the kernel program's, so both backends report it alike.
-            if u32::from(f.pkttype) == sentinel_common::abi::PACKET_OTHERHOST {
-                self.totals.errors[sentinel_common::abi::ErrorKind::OtherHost as usize] += 1;
-            }
             return;
         }
-        let frame = Captured::new(f);
-        let segs = gso_segments(&frame, f.vnet);
+        if let Err(kind) = owner::check(&frame, link, other_host, table) {
+            // The same error slot as the kernel program's, so both backends report it alike.
+            self.stats.foreign += 1;
+            record::count_error(self, kind);
+            return;
+        }
+        let segs = gso_segments(&frame, link, f.vnet);
         if segs > 1 {
             self.stats.super_packets += 1;
         }
-        match account(&frame, segs, table) {
-            Ok(acc) => self.record(&acc),
-            Err(kind) => self.totals.errors[kind as usize] += 1,
+        match account(&frame, link, segs, table) {
+            Ok(acc) => record::record(self, &acc),
+            Err(kind) => record::count_error(self, kind),
         }
-    }
-
-    /// Adds one accounted frame: the same updates the eBPF program makes to its maps.
-    fn record(&mut self, acc: &Accounting) {
-        let slot = &mut self.totals.slots[totals_index(acc.verdict, acc.family) as usize];
-        slot.packets += acc.packets;
-        slot.ip_bytes += acc.ip_bytes;
-        slot.wire_bytes += acc.wire_bytes;
-        if let Some(kind) = acc.note {
-            self.totals.errors[kind as usize] += 1;
-        }
-        let up = match acc.verdict {
-            Verdict::Up => true,
-            Verdict::Down => false,
-            Verdict::Lan | Verdict::Transit => return,
-        };
-        self.stats.remotes_evicted += self.remotes.add(acc, up);
     }
 
     /// A block the walker gave up on: its unread frames are lost.
@@ -175,76 +183,47 @@ impl Tally {
         self.drops += u64::from(unread);
     }
 
-    /// Every remote with its counters.
-    pub(crate) fn remotes(&self) -> Vec<(RemoteKey, RemoteCounters)> {
-        self.remotes.entries()
+    /// Hands over every remote's growth since the previous call, and the overflow; both start
+    /// again from zero.
+    pub(crate) fn take_remotes(&mut self) -> (Vec<(RemoteKey, RemoteCounters)>, RemoteCounters) {
+        let remotes = std::mem::take(&mut self.remotes).into_iter().collect();
+        (remotes, std::mem::take(&mut self.overflow))
     }
 
     /// How many frames of an error kind were seen.
     #[cfg(test)]
-    pub(crate) fn error(&self, kind: sentinel_common::abi::ErrorKind) -> u64 {
+    pub(crate) fn error_count(&self, kind: ErrorKind) -> u64 {
         self.totals.errors[kind as usize]
     }
 }
 
-/// Per-remote counters, at most `cap` entries. When full, the least recently updated sixteenth
-/// is evicted at once (an LRU like the kernel map's, amortised: one scan per `cap / 16` new
-/// remotes, so a scan of random addresses costs O(1) per packet).
-#[derive(Clone, Debug)]
-struct RemoteMap {
-    map: HashMap<RemoteKey, (RemoteCounters, u64)>,
-    cap: usize,
-    /// Incremented on every update: a unique recency stamp.
-    clock: u64,
-}
-
-impl RemoteMap {
-    fn new(cap: usize) -> Self {
-        Self {
-            map: HashMap::new(),
-            cap: cap.max(1),
-            clock: 0,
-        }
+/// The tally as the shared recording rule's storage: the same slots the kernel program's maps
+/// have, with one per-remote map and its overflow.
+impl CounterStore for Tally {
+    fn totals(&mut self, index: u32) -> Option<&mut Counters> {
+        self.totals.slots.get_mut(index as usize)
     }
 
-    /// Adds `acc` to its remote; returns how many entries were evicted to make room.
-    fn add(&mut self, acc: &Accounting, up: bool) -> u64 {
-        self.clock += 1;
-        let mut evicted = 0;
-        if !self.map.contains_key(&acc.remote) && self.map.len() >= self.cap {
-            evicted = self.evict();
-        }
-        let (r, stamp) = self.map.entry(acc.remote).or_default();
-        *stamp = self.clock;
-        if up {
-            r.up_packets += acc.packets;
-            r.up_bytes += acc.ip_bytes;
-        } else {
-            r.down_packets += acc.packets;
-            r.down_bytes += acc.ip_bytes;
-        }
-        evicted
+    fn error(&mut self, kind: ErrorKind) -> Option<&mut u64> {
+        self.totals.errors.get_mut(kind as usize)
     }
 
-    fn evict(&mut self) -> u64 {
-        let n = (self.cap / 16).max(1);
-        let mut stamps: Vec<u64> = self.map.values().map(|(_, s)| *s).collect();
-        let (_, oldest_kept, _) = stamps.select_nth_unstable(n - 1);
-        let threshold = *oldest_kept;
-        let before = self.map.len();
-        // Stamps are unique, so exactly `n` entries go.
-        self.map.retain(|_, (_, s)| *s > threshold);
-        (before - self.map.len()) as u64
+    fn remote(&mut self, remote: &RemoteKey) -> Option<&mut RemoteCounters> {
+        if self.remotes.len() >= self.cap && !self.remotes.contains_key(remote) {
+            return None;
+        }
+        Some(self.remotes.entry(*remote).or_default())
     }
 
-    fn entries(&self) -> Vec<(RemoteKey, RemoteCounters)> {
-        self.map.iter().map(|(k, (c, _))| (*k, *c)).collect()
+    fn overflow(&mut self) -> Option<&mut RemoteCounters> {
+        self.stats.remotes_overflowed = self.stats.remotes_overflowed.wrapping_add(1);
+        Some(&mut self.overflow)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sentinel_common::abi::{ErrorKind, FAMILY_V4, FAMILY_V6};
+    use sentinel_common::abi::{ErrorKind, FAMILY_V4, FAMILY_V6, Verdict};
 
     use super::*;
     use crate::classify::{AddressPlan, PrefixTable};
@@ -282,11 +261,15 @@ mod tests {
     fn the_frame_length_is_tp_len_not_the_snap() {
         let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
         let mut t = Tally::default();
-        t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table());
+        t.count(
+            &ring_frame(&f, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         let up = t.totals.get(Verdict::Up, FAMILY_V4);
         assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1042));
-        assert_eq!(t.error(ErrorKind::LengthBeyondFrame), 0);
-        let remotes = t.remotes();
+        assert_eq!(t.error_count(ErrorKind::LengthBeyondFrame), 0);
+        let (remotes, _) = t.clone().take_remotes();
         assert_eq!(remotes.len(), 1);
         assert_eq!(remotes[0].0, RemoteKey::v4([198, 51, 100, 7]));
         assert_eq!((remotes[0].1.up_packets, remotes[0].1.up_bytes), (1, 1028));
@@ -296,10 +279,14 @@ mod tests {
     fn other_hosts_frames_are_not_counted() {
         let f = udp4([192, 168, 1, 99], [198, 51, 100, 7], 500);
         let mut t = Tally::default();
-        t.count(&ring_frame(&f, PACKET_OTHERHOST, 128), &table());
+        t.count(
+            &ring_frame(&f, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         // PACKET_LOOPBACK (5), PACKET_USER (6), PACKET_KERNEL (7) neither.
         for pkttype in [5, 6, 7] {
-            t.count(&ring_frame(&f, pkttype, 128), &table());
+            t.count(&ring_frame(&f, pkttype, 128), LinkKind::Ethernet, &table());
         }
         assert_eq!(t.totals.slots, KernelTotals::default().slots);
         assert_eq!(
@@ -310,10 +297,64 @@ mod tests {
         assert_eq!((t.stats.frames, t.stats.foreign), (4, 4));
         // Broadcast and multicast frames are the NAS's and go through the rules (here: LAN).
         let b = udp4([192, 168, 1, 10], [255, 255, 255, 255], 100);
-        t.count(&ring_frame(&b, PACKET_BROADCAST, 128), &table());
+        t.count(
+            &ring_frame(&b, PACKET_BROADCAST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         let m = udp4([192, 168, 1, 10], [239, 255, 255, 250], 100);
-        t.count(&ring_frame(&m, PACKET_MULTICAST, 128), &table());
+        t.count(
+            &ring_frame(&m, PACKET_MULTICAST, 128),
+            LinkKind::Ethernet,
+            &table(),
+        );
         assert_eq!(t.totals.verdict(Verdict::Lan).packets, 2);
+    }
+
+    #[test]
+    fn frames_for_a_macvlan_childs_mac_count_and_other_hosts_do_not() {
+        let child = [0x02, 0xaa, 0, 0, 0, 0x07];
+        let table = AddressPlan {
+            locals: vec!["192.168.1.10".parse().expect("addr")],
+            own_macs: vec![child],
+            ..AddressPlan::default()
+        }
+        .table();
+        // A download of the child container (its private address is inside by the built-in set).
+        let mut down = udp4([198, 51, 100, 7], [192, 168, 1, 77], 1028);
+        down[..6].copy_from_slice(&child);
+        let mut t = Tally::default();
+        t.count(
+            &ring_frame(&down, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
+        let d = t.totals.get(Verdict::Down, FAMILY_V4);
+        assert_eq!((d.packets, d.ip_bytes), (1, 1028));
+        // The same frame for another host's MAC stays out.
+        down[5] = 0x08;
+        t.count(
+            &ring_frame(&down, PACKET_OTHERHOST, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
+        assert_eq!(t.totals.get(Verdict::Down, FAMILY_V4).packets, 1);
+        assert_eq!(t.error_count(ErrorKind::OtherHost), 1);
+        assert_eq!(t.stats.foreign, 1);
+    }
+
+    #[test]
+    fn raw_ip_frames_count_from_their_first_byte() {
+        let f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 1028);
+        let raw = &f[14..];
+        let mut t = Tally::default();
+        t.count(
+            &ring_frame(raw, PACKET_OUTGOING, 128),
+            LinkKind::RawIp,
+            &table(),
+        );
+        let up = t.totals.get(Verdict::Up, FAMILY_V4);
+        assert_eq!((up.packets, up.ip_bytes, up.wire_bytes), (1, 1028, 1028));
     }
 
     #[test]
@@ -332,47 +373,81 @@ mod tests {
             gso_type: 4,
             gso_size: 1448,
         });
-        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 3);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            3
+        );
         let mut t = Tally::default();
-        t.count(&rf, &table());
+        t.count(&rf, LinkKind::Ethernet, &table());
         let down = t.totals.get(Verdict::Down, FAMILY_V6);
         assert_eq!(down.packets, 3);
         assert_eq!(down.ip_bytes, 40 + 32 + 4000 + 2 * (40 + 32));
         assert_eq!(t.stats.super_packets, 1);
         // GSO_NONE, or no header at all: one packet.
         rf.vnet = Some(VnetHdr::default());
-        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 0);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            0
+        );
         rf.vnet = None;
-        assert_eq!(gso_segments(&Captured::new(&rf), rf.vnet), 0);
+        assert_eq!(
+            gso_segments(&Captured::new(&rf), LinkKind::Ethernet, rf.vnet),
+            0
+        );
     }
 
     #[test]
-    fn the_remote_map_is_bounded_and_evicts_the_least_recent() {
+    fn the_remote_map_is_bounded_overflow_takes_the_rest_and_each_byte_is_handed_over_once() {
         let mut t = Tally::with_capacity(32);
         let table = table();
         let keep = udp4([192, 168, 1, 10], [198, 51, 100, 1], 100);
+        t.count(
+            &ring_frame(&keep, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
         for i in 0..100u8 {
             let f = udp4([192, 168, 1, 10], [203, 0, 113, i], 100);
-            t.count(&ring_frame(&f, PACKET_OUTGOING, 128), &table);
-            // One remote stays busy: it must survive every eviction.
-            t.count(&ring_frame(&keep, PACKET_OUTGOING, 128), &table);
+            t.count(
+                &ring_frame(&f, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
+            // A remote already in the map keeps counting when the map is full.
+            t.count(
+                &ring_frame(&keep, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
         }
-        let remotes = t.remotes();
-        assert!(remotes.len() <= 32);
-        assert_eq!(t.stats.remotes_evicted as usize + remotes.len(), 101);
+        let (remotes, other) = t.take_remotes();
+        assert_eq!(remotes.len(), 32);
         let busy = remotes
             .iter()
             .find(|(k, _)| *k == RemoteKey::v4([198, 51, 100, 1]))
-            .expect("the busy remote survives");
-        assert_eq!(busy.1.up_packets, 100);
-        // Totals are never affected by evictions.
-        assert_eq!(t.totals.verdict(Verdict::Up).packets, 200);
-        assert!(remotes.iter().all(|(k, _)| k.family == FAMILY_V4));
-        assert!(
-            remotes
-                .iter()
-                .any(|(k, _)| *k == RemoteKey::v4([203, 0, 113, 99]))
+            .expect("the busy remote is kept");
+        assert_eq!(busy.1.up_packets, 101);
+        // 31 other remotes fitted; 69 went to the overflow.
+        assert_eq!((other.up_packets, other.up_bytes), (69, 6900));
+        assert_eq!(t.stats.remotes_overflowed, 69);
+        assert_eq!(t.error_count(ErrorKind::RemoteUpdate), 69);
+        let per_remote: u64 = remotes.iter().map(|(_, c)| c.up_bytes).sum();
+        assert_eq!(
+            per_remote + other.up_bytes,
+            t.totals.verdict(Verdict::Up).ip_bytes
         );
+        assert!(remotes.iter().all(|(k, _)| k.family == FAMILY_V4));
+        // Handed over once: the next take starts from zero, and the map has room again.
+        assert_eq!(t.take_remotes(), (Vec::new(), RemoteCounters::default()));
+        let f = udp4([192, 168, 1, 10], [203, 0, 113, 99], 100);
+        t.count(
+            &ring_frame(&f, PACKET_OUTGOING, 128),
+            LinkKind::Ethernet,
+            &table,
+        );
+        let (remotes, other) = t.take_remotes();
+        assert_eq!(remotes.len(), 1);
+        assert_eq!(other, RemoteCounters::default());
     }
 
     /// The shared vector table through the ring: every vector becomes a frame in a synthetic
@@ -412,7 +487,7 @@ mod tests {
             );
             let mut t = Tally::default();
             for f in walk(&b, true).expect("synthetic block") {
-                t.count(&f.expect("synthetic frame"), &table);
+                t.count(&f.expect("synthetic frame"), v.link, &table);
             }
             if let Err(why) = check(v.expect, &t) {
                 failures.push(format!("{} ({}): {why}", v.id, v.case));
@@ -430,7 +505,7 @@ mod tests {
     fn check(expect: sentinel_common::vectors::Expect, t: &Tally) -> Result<(), String> {
         use sentinel_common::vectors::Expect;
         let mut want_errors = [0u64; ErrorKind::ALL.len()];
-        let remotes = t.remotes();
+        let (remotes, _) = t.clone().take_remotes();
         match expect {
             Expect::Skip(kind) => {
                 want_errors[kind as usize] = 1;
@@ -440,6 +515,7 @@ mod tests {
             }
             Expect::Count {
                 verdict,
+                family,
                 remote,
                 packets,
                 ip_bytes,
@@ -449,7 +525,7 @@ mod tests {
                 if let Some(kind) = note {
                     want_errors[kind as usize] = 1;
                 }
-                let c = t.totals.verdict(verdict);
+                let c = t.totals.get(verdict, family);
                 if (c.packets, c.ip_bytes, c.wire_bytes) != (packets, ip_bytes, wire_bytes) {
                     return Err(format!(
                         "expected {verdict:?} {packets}/{ip_bytes}/{wire_bytes}, got {c:?}"
@@ -470,7 +546,7 @@ mod tests {
                         } else {
                             (r.down_packets, r.down_bytes)
                         };
-                        if *k != key || (p, b) != (packets, ip_bytes) {
+                        if *k != key || k.family != family || (p, b) != (packets, ip_bytes) {
                             return Err(format!("remote {remote}: got {k:?} {r:?}"));
                         }
                     }

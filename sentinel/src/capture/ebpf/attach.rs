@@ -9,6 +9,12 @@
 //!   when missing and never removed (others may use it).
 //!
 //! Detaching removes exactly what this module attached, and unpins its links.
+//!
+//! Checking ([`Attachment::check`]) tells the supervisor whether the attachment is still there:
+//! the interface must still exist with the index we attached to, and in TCX mode our program must
+//! still be in the interface's TCX chain in both directions (a `bpftool link detach` removes it
+//! while our link fd and pin stay); in netlink mode our program must still be a `bpf` filter under
+//! clsact ingress and egress (a `tc filter del` removes it), see [`super::filters`].
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +26,7 @@ use aya::programs::{
 use sentinel_common::abi::PROGRAM_NAME;
 
 use super::{AttachMode, EbpfError, prog_err};
+use crate::capture::Attached;
 
 /// Which attach mechanism to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -204,6 +211,75 @@ fn remove_stale_filters(iface: &str, direction: TcAttachType) {
 }
 
 impl Attachment {
+    /// Whether the program is still attached here; `program_id` is ours.
+    pub fn check(&self, program_id: Option<u32>) -> Attached {
+        match nix::net::if_::if_nametoindex(self.iface.as_str()) {
+            Ok(index) if index == self.ifindex => {}
+            Ok(index) => {
+                return Attached::InterfaceChanged(format!(
+                    "interface {} was re-created (ifindex {} -> {index})",
+                    self.iface, self.ifindex
+                ));
+            }
+            Err(nix::errno::Errno::ENODEV) => {
+                return Attached::InterfaceChanged(format!("interface {} disappeared", self.iface));
+            }
+            Err(e) => {
+                return Attached::Unknown(format!(
+                    "looking up interface {} failed: {e}",
+                    self.iface
+                ));
+            }
+        }
+        let Some(ours) = program_id else {
+            return Attached::Unknown("our program id is unknown".into());
+        };
+        if self.mode == AttachMode::Netlink {
+            for (direction, parent) in [
+                ("ingress", super::filters::PARENT_INGRESS),
+                ("egress", super::filters::PARENT_EGRESS),
+            ] {
+                match super::filters::has_program(self.ifindex, parent, ours) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Attached::Lost(format!(
+                            "our clsact {direction} filter on {} was removed by someone else",
+                            self.iface
+                        ));
+                    }
+                    Err(e) => {
+                        return Attached::Unknown(format!(
+                            "listing the clsact {direction} filters of {} failed: {e}",
+                            self.iface
+                        ));
+                    }
+                }
+            }
+            return Attached::Yes;
+        }
+        for direction in [TcAttachType::Ingress, TcAttachType::Egress] {
+            match SchedClassifier::query_tcx(&self.iface, direction) {
+                Ok((_, programs)) if programs.iter().any(|p| p.id() == ours) => {}
+                Ok(_) => {
+                    return Attached::Lost(format!(
+                        "our TCX {} link on {} was detached by someone else",
+                        direction_name(direction),
+                        self.iface
+                    ));
+                }
+                Err(e) => {
+                    return Attached::Unknown(format!(
+                        "querying the TCX {} chain of {} failed: {}",
+                        direction_name(direction),
+                        self.iface,
+                        crate::error_chain(&e)
+                    ));
+                }
+            }
+        }
+        Attached::Yes
+    }
+
     /// Detaches both directions and removes link pins.
     pub fn detach(self) -> Result<(), EbpfError> {
         for held in self.held {

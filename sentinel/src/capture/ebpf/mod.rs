@@ -1,8 +1,12 @@
 //! The eBPF backend: loads the embedded TC object, fills its address tries, attaches it to an
-//! interface ([`attach`]), pins its maps ([`pins`]) and reads them.
+//! interface ([`attach`]), pins its maps ([`pins`]) and reads them (the per-remote maps through
+//! the swap protocol of [`remotes`]).
 
 pub mod attach;
+pub mod durability;
+mod filters;
 pub mod pins;
+pub mod remotes;
 mod tries;
 
 use std::{
@@ -13,17 +17,17 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, MapData, PerCpuArray},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, links::LinkError},
 };
 use ipnet::IpNet;
 use sentinel_common::abi::{
     ABI_VERSION, BASELINE_PROGRAM_NAME, CONFIG_ABI, CONFIG_INSTANCE, Counters, ERROR_SLOTS,
-    MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, PROGRAM_NAME, RemoteCounters, RemoteKey,
-    TOTALS_SLOTS,
+    MAP_CONFIG, MAP_ERRORS, MAP_TOTALS, PROGRAM_NAME, TOTALS_SLOTS,
 };
 
 pub use self::attach::{AttachPreference, Attachment};
+pub use self::remotes::RemoteRead;
 use super::KernelTotals;
 use crate::classify::AddressPlan;
 
@@ -98,23 +102,7 @@ pub enum EbpfError {
     },
 }
 
-/// How the program is attached to an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    /// bpf_link through TCX (kernel >= 6.6): coexists with other programs, goes away with us.
-    Tcx,
-    /// A clsact filter through netlink (older kernels).
-    Netlink,
-}
-
-impl std::fmt::Display for AttachMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            AttachMode::Tcx => "tcx",
-            AttachMode::Netlink => "netlink-clsact",
-        })
-    }
-}
+pub use super::AttachMode;
 
 /// A loader that keeps no kernel BTF: the program uses no CO-RE relocations. (aya 0.14's
 /// `EbpfLoader::new` still parses vmlinux's BTF once, about 15 MB for a moment at start-up;
@@ -144,6 +132,11 @@ pub struct KernelClassifier {
     pin_dir: Option<PathBuf>,
     instance: u64,
     origin: MapsOrigin,
+    /// Whether the pins outlive this process (unpinned maps never do).
+    durability: durability::Durability,
+    /// The per-remote side the program writes, 0 or 1 (see [`remotes`]); a `u32` fits in the
+    /// padding after `origin`.
+    side: u32,
 }
 
 fn map_err(
@@ -173,7 +166,14 @@ impl KernelClassifier {
     /// Loads with maps pinned in `dir` (reused when an earlier run left compatible ones; pins of
     /// another layout are removed and reported).
     pub fn load_pinned(dir: &Path) -> Result<Self, EbpfError> {
-        pins::prepare(dir)?;
+        let durability = pins::prepare(dir)?;
+        if !durability.survives_restart {
+            tracing::warn!(dir = %dir.display(), reason = durability.reason, "pinned counters will NOT survive a restart of the daemon: what is counted between the last flush and a restart is lost");
+        }
+        Self::load_pinned_in(dir, durability)
+    }
+
+    fn load_pinned_in(dir: &Path, durability: durability::Durability) -> Result<Self, EbpfError> {
         if let Err(pins::Incompatible(reason)) = pins::check_layout(dir) {
             tracing::warn!(dir = %dir.display(), reason, "pinned maps have another layout; removing them (their unflushed counts are lost)");
             pins::remove_maps(dir)?;
@@ -191,8 +191,9 @@ impl KernelClassifier {
             tracing::warn!(dir = %dir.display(), reason, "pinned maps are of another layout version; recreating them");
             drop(me);
             pins::remove_maps(dir)?;
-            return Self::load_pinned(dir);
+            return Self::load_pinned_in(dir, durability);
         }
+        me.durability = durability;
         Ok(me)
     }
 
@@ -207,7 +208,13 @@ impl KernelClassifier {
             pin_dir,
             instance: 0,
             origin: MapsOrigin::Created,
+            durability: durability::Durability {
+                survives_restart: false,
+                reason: "the maps are not pinned".into(),
+            },
+            side: 0,
         };
+        me.side = remotes::written_side(&mut me.ebpf)?;
         me.installed = me.trie_contents()?;
         let instance = me.config_get(CONFIG_INSTANCE)?;
         if instance == 0 {
@@ -229,6 +236,11 @@ impl KernelClassifier {
     /// Whether the maps are new or an earlier run's.
     pub fn origin(&self) -> MapsOrigin {
         self.origin
+    }
+
+    /// Whether the counters and links survive a restart of the daemon, and why.
+    pub fn durability(&self) -> &durability::Durability {
+        &self.durability
     }
 
     /// Where the maps are pinned, if they are.
@@ -310,9 +322,8 @@ impl KernelClassifier {
             let per_cpu = totals.get(&index, 0).map_err(map_err(MAP_TOTALS, "read"))?;
             let slot = &mut out.slots[index as usize];
             for c in per_cpu.iter() {
-                slot.packets += c.packets;
-                slot.ip_bytes += c.ip_bytes;
-                slot.wire_bytes += c.wire_bytes;
+                // The recording rule's wrapping arithmetic (sentinel_common::record).
+                slot.add(c);
             }
         }
         let map = self.ebpf.map(MAP_ERRORS).ok_or(EbpfError::Missing {
@@ -323,32 +334,15 @@ impl KernelClassifier {
             PerCpuArray::try_from(map).map_err(map_err(MAP_ERRORS, "open"))?;
         for index in 0..ERROR_SLOTS {
             let per_cpu = errors.get(&index, 0).map_err(map_err(MAP_ERRORS, "read"))?;
-            out.errors[index as usize] = per_cpu.iter().sum();
+            out.errors[index as usize] = per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b));
         }
         Ok(out)
     }
 
-    /// Every remote in the LRU map with its counters summed over CPUs.
-    pub fn remotes(&self) -> Result<Vec<(RemoteKey, RemoteCounters)>, EbpfError> {
-        let map = self.ebpf.map(MAP_REMOTES).ok_or(EbpfError::Missing {
-            what: "map",
-            name: MAP_REMOTES,
-        })?;
-        let remotes: PerCpuHashMap<_, RemoteKey, RemoteCounters> =
-            PerCpuHashMap::try_from(map).map_err(map_err(MAP_REMOTES, "open"))?;
-        let mut out = Vec::new();
-        for entry in remotes.iter() {
-            let (key, per_cpu) = entry.map_err(map_err(MAP_REMOTES, "iterate"))?;
-            let mut sum = RemoteCounters::default();
-            for c in per_cpu.iter() {
-                sum.up_packets += c.up_packets;
-                sum.up_bytes += c.up_bytes;
-                sum.down_packets += c.down_packets;
-                sum.down_bytes += c.down_bytes;
-            }
-            out.push((key, sum));
-        }
-        Ok(out)
+    /// What every remote added since the previous call (summed over CPUs), and what the maps had
+    /// no room for; what is returned is deleted from the kernel (see [`remotes`]).
+    pub fn drain_remotes(&mut self) -> Result<RemoteRead, EbpfError> {
+        remotes::drain(&mut self.ebpf, &mut self.side)
     }
 
     /// Runs the program once per `repeat` on `frame` through BPF_PROG_TEST_RUN, with the GSO
@@ -450,10 +444,11 @@ impl super::Backend for KernelClassifier {
             source: Box::new(e),
         };
         let totals = self.totals().map_err(wrap)?;
-        let remotes = self.remotes().map_err(wrap)?;
+        let read = self.drain_remotes().map_err(wrap)?;
         Ok(super::Snapshot {
             totals,
-            remotes,
+            remotes: read.remotes,
+            other_remotes: read.other,
             drops: 0,
         })
     }

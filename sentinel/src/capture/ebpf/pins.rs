@@ -13,10 +13,14 @@ use std::{
 };
 
 use aya::maps::{MapInfo, MapType};
+
+use super::durability::{self, Durability};
 use sentinel_common::abi::{
     ABI_VERSION, ADDRS_MAX_ENTRIES, CONFIG_SLOTS, ERROR_SLOTS, MAP_ADDRS_V4, MAP_ADDRS_V6,
-    MAP_CONFIG, MAP_ERRORS, MAP_REMOTES, MAP_TOTALS, REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
+    MAP_CONFIG, MAP_ERRORS, MAP_OVERFLOW, MAP_REMOTES_A, MAP_REMOTES_B, MAP_TOTALS, OVERFLOW_SLOTS,
+    REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
 };
+use sentinel_common::abi::{MACS_MAX_ENTRIES, MAP_MACS};
 
 /// Where bpffs is mounted on every system we know.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -33,8 +37,12 @@ struct MapSpec {
     max_entries: u32,
 }
 
+/// Map pins of earlier layouts that this build no longer has: removed with the others, so a stale
+/// pin of a replaced map never lingers (layout 2's per-remote LRU map).
+const RETIRED: [&str; 1] = ["SNT_REMOTES"];
+
 /// The maps this build pins, with their expected layout.
-const SPECS: [MapSpec; 6] = [
+const SPECS: [MapSpec; 9] = [
     MapSpec {
         name: MAP_TOTALS,
         map_type: MapType::PerCpuArray,
@@ -43,11 +51,25 @@ const SPECS: [MapSpec; 6] = [
         max_entries: TOTALS_SLOTS,
     },
     MapSpec {
-        name: MAP_REMOTES,
-        map_type: MapType::LruPerCpuHash,
+        name: MAP_REMOTES_A,
+        map_type: MapType::PerCpuHash,
         key_size: 20,
         value_size: 32,
         max_entries: REMOTES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_REMOTES_B,
+        map_type: MapType::PerCpuHash,
+        key_size: 20,
+        value_size: 32,
+        max_entries: REMOTES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_OVERFLOW,
+        map_type: MapType::PerCpuArray,
+        key_size: 4,
+        value_size: 32,
+        max_entries: OVERFLOW_SLOTS,
     },
     MapSpec {
         name: MAP_ERRORS,
@@ -77,6 +99,14 @@ const SPECS: [MapSpec; 6] = [
         value_size: 8,
         max_entries: CONFIG_SLOTS,
     },
+    // The link-layer block: the NAS's own MACs (sentinel_common::owner).
+    MapSpec {
+        name: MAP_MACS,
+        map_type: MapType::Hash,
+        key_size: 8,
+        value_size: 4,
+        max_entries: MACS_MAX_ENTRIES,
+    },
 ];
 
 /// The names of every pinned map.
@@ -100,8 +130,13 @@ pub enum PinError {
     },
 }
 
-/// Mounts bpffs at [`BPFFS`] when nothing is mounted there, and creates `dir`.
-pub fn prepare(dir: &Path) -> Result<(), PinError> {
+/// Set once this process has mounted bpffs at [`BPFFS`] itself.
+static MOUNTED_BY_THIS_PROCESS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Mounts bpffs at [`BPFFS`] when nothing is mounted there, creates `dir`, and says whether pins
+/// in it will outlive this process ([`durability`]).
+pub fn prepare(dir: &Path) -> Result<Durability, PinError> {
     if !bpffs_mounted()? {
         tracing::info!(path = BPFFS, "bpffs not mounted; mounting it");
         nix::mount::mount(
@@ -112,11 +147,33 @@ pub fn prepare(dir: &Path) -> Result<(), PinError> {
             None::<&str>,
         )
         .map_err(PinError::Mount)?;
+        MOUNTED_BY_THIS_PROCESS.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    // Whoever called first (the instance lock or the backend), the mount is this process's own.
+    let mounted_by_us = MOUNTED_BY_THIS_PROCESS.load(std::sync::atomic::Ordering::Relaxed);
     std::fs::create_dir_all(dir).map_err(|source| PinError::Io {
         action: "creating",
         path: dir.to_owned(),
         source,
+    })?;
+    let mount = durability::bpffs_mount(dir).map_err(|source| PinError::Io {
+        action: "reading",
+        path: PathBuf::from("/proc/self/mountinfo"),
+        source,
+    })?;
+    Ok(match mount {
+        // A pin directory below our own mount counts as ours; one on another bpffs was there.
+        Some(m) => durability::decide(&durability::surroundings(
+            &m,
+            mounted_by_us && m.mount_point == Path::new(BPFFS),
+        )),
+        None => Durability {
+            survives_restart: false,
+            reason: format!(
+                "{} is not on bpffs: nothing can be pinned there",
+                dir.display()
+            ),
+        },
     })
 }
 
@@ -141,8 +198,14 @@ fn bpffs_mounted() -> Result<bool, PinError> {
 pub struct Incompatible(pub String);
 
 /// Checks the maps pinned in `dir` against this build. `Ok(())` when there are none, or all
-/// match (the ABI version in the config map is checked after loading, see `check_abi`).
+/// match (the ABI version in the config map is checked after loading, see `check_abi`). A pin of
+/// a retired map means an older layout.
 pub fn check_layout(dir: &Path) -> Result<(), Incompatible> {
+    if let Some(name) = RETIRED.iter().find(|n| dir.join(n).exists()) {
+        return Err(Incompatible(format!(
+            "{name}: a map of an earlier layout, not used by this build"
+        )));
+    }
     for spec in &SPECS {
         let path = dir.join(spec.name);
         if !path.exists() {
@@ -186,9 +249,10 @@ pub fn check_abi(recorded: u64) -> Result<(), Incompatible> {
     }
 }
 
-/// Removes every map pin of this build's names from `dir` (not the directory, not link pins).
+/// Removes every map pin of this build's names, and of retired maps, from `dir` (not the
+/// directory, not link pins).
 pub fn remove_maps(dir: &Path) -> Result<(), PinError> {
-    for name in map_names() {
+    for name in map_names().chain(RETIRED) {
         let path = dir.join(name);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

@@ -1,15 +1,19 @@
 //! The address tries: userspace keeps them equal to the flattened address plan, changing only
 //! what differs (insert and update first, remove last, so a lookup in between never misses a
-//! prefix), and sets the lookup-skipping bits that go with the plan.
+//! prefix), and sets the lookup-skipping bits that go with the plan. The plan's link part goes
+//! along: the link header kind (a config slot) and the NAS's own MACs (a hash map, kept equal
+//! the same way).
 
 use std::collections::HashMap;
 
 use aya::maps::{
-    MapData,
+    HashMap as BpfHashMap, MapData,
     lpm_trie::{Key, LpmTrie},
 };
 use ipnet::IpNet;
-use sentinel_common::abi::{CONFIG_SKIP, MAP_ADDRS_V4, MAP_ADDRS_V6};
+use sentinel_common::abi::{
+    CONFIG_LINK, CONFIG_SKIP, MAP_ADDRS_V4, MAP_ADDRS_V6, MAP_MACS, MacKey,
+};
 
 use super::{EbpfError, KernelClassifier, map_err};
 use crate::classify::AddressPlan;
@@ -60,7 +64,38 @@ impl KernelClassifier {
             self.trie_remove(&net)?;
         }
         self.installed = wanted;
-        self.config_set(CONFIG_SKIP, u64::from(plan.skip_bits()))
+        self.config_set(CONFIG_SKIP, u64::from(plan.skip_bits()))?;
+        self.config_set(CONFIG_LINK, plan.link.config())?;
+        self.set_macs(&plan.own_macs)
+    }
+
+    /// Makes the MAC map hold exactly `macs` (added first, stale ones removed last).
+    fn set_macs(&mut self, macs: &[[u8; 6]]) -> Result<(), EbpfError> {
+        let mut map = self.macs()?;
+        let present: Vec<MacKey> = map
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(MAP_MACS, "iterate"))?;
+        for mac in macs {
+            let key = MacKey::new(*mac);
+            if !present.contains(&key) {
+                map.insert(key, 1, 0).map_err(map_err(MAP_MACS, "insert"))?;
+            }
+        }
+        for key in present {
+            if !macs.contains(&key.addr) {
+                map.remove(&key).map_err(map_err(MAP_MACS, "remove"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn macs(&mut self) -> Result<BpfHashMap<&mut MapData, MacKey, u32>, EbpfError> {
+        let map = self.ebpf.map_mut(MAP_MACS).ok_or(EbpfError::Missing {
+            what: "map",
+            name: MAP_MACS,
+        })?;
+        BpfHashMap::try_from(map).map_err(map_err(MAP_MACS, "open"))
     }
 
     fn trie_insert(&mut self, net: &IpNet, flags: u32) -> Result<(), EbpfError> {

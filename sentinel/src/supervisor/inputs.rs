@@ -1,0 +1,124 @@
+//! What the supervisor gets from the operating system, in one struct ([`OsInputs`], in the style
+//! of bandwhich's `OsInputOutput`), and where its counts go ([`Ledger`]). The daemon passes the
+//! real ones ([`OsInputs::real`]); unit tests pass fakes and drive the whole supervisor without a
+//! kernel, a network or a database.
+//!
+//! This module knows the traits and their real implementations; it knows nothing of HTTP.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Instant};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    addrwatch::{self, IfaceState, PlanBuilder},
+    capture::{
+        Capture,
+        active::{self, CaptureOptions, StartError},
+    },
+    classify::AddressPlan,
+    iface::IfaceError,
+    store::{Clock, Sample, Store},
+};
+
+/// Reads the monitored interface: its index (if it exists) and the address plan.
+pub trait InterfaceSource: Send {
+    /// Reads it now. An error is an environment problem (descriptors, netlink), not "gone".
+    fn read(&mut self) -> Result<IfaceState, IfaceError>;
+}
+
+/// Starts the capture backend.
+pub trait CaptureFactory: Send {
+    /// Starts a backend for `iface` with `plan` (not attached yet).
+    fn start(&mut self, iface: &str, plan: &AddressPlan) -> Result<Box<dyn Capture>, StartError>;
+}
+
+/// Why a ledger operation failed (the store's error, kept opaque here).
+pub type LedgerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where drained counts go: the store's pending data, flushed to the database.
+pub trait Ledger: Send + Sync {
+    /// Adds one drain's deltas (with the checkpoint after them).
+    fn record(&self, sample: &Sample<'_>);
+    /// Commits everything pending now (blocking).
+    fn flush(&self) -> Result<(), LedgerError>;
+    /// The capture checkpoint of the last commit.
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError>;
+}
+
+/// A future that resolves once, at SIGTERM or SIGINT.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Everything the supervisor reads from the OS.
+pub struct OsInputs {
+    /// The monitored interface.
+    pub iface: Box<dyn InterfaceSource>,
+    /// The capture backend's constructor.
+    pub factory: Box<dyn CaptureFactory>,
+    /// A message whenever the interface's links or addresses changed (netlink).
+    pub events: mpsc::Receiver<()>,
+    /// Unix time, for samples and "last drained".
+    pub clock: Arc<dyn Clock>,
+    /// SIGTERM/SIGINT.
+    pub shutdown: Shutdown,
+}
+
+/// The real interface: netlink and `getifaddrs` through [`PlanBuilder`].
+pub struct OsInterface(pub PlanBuilder);
+
+impl InterfaceSource for OsInterface {
+    fn read(&mut self) -> Result<IfaceState, IfaceError> {
+        self.0.read(Instant::now())
+    }
+}
+
+/// The real backends: eBPF, AF_PACKET or `auto` (see [`active::start`]).
+pub struct OsCapture(pub CaptureOptions);
+
+impl CaptureFactory for OsCapture {
+    fn start(&mut self, iface: &str, plan: &AddressPlan) -> Result<Box<dyn Capture>, StartError> {
+        active::start(&self.0, iface, plan)
+    }
+}
+
+impl Ledger for Store {
+    fn record(&self, sample: &Sample<'_>) {
+        Store::record(self, sample);
+    }
+
+    fn flush(&self) -> Result<(), LedgerError> {
+        self.flush_now().map(|_| ()).map_err(Into::into)
+    }
+
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        Store::checkpoint(self).map_err(Into::into)
+    }
+}
+
+/// SIGTERM and SIGINT, each one signal stream created once (a stream re-created per loop turn
+/// can miss a signal delivered in between).
+pub fn signals() -> std::io::Result<Shutdown> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }))
+}
+
+impl OsInputs {
+    /// The real inputs for `iface`: netlink watch, backends per `options`, system clock, signals.
+    pub fn real(builder: PlanBuilder, options: CaptureOptions) -> std::io::Result<Self> {
+        let (events_tx, events) = mpsc::channel(1);
+        addrwatch::spawn_netlink_watch(events_tx)?;
+        Ok(Self {
+            iface: Box::new(OsInterface(builder)),
+            factory: Box::new(OsCapture(options)),
+            events,
+            clock: Arc::new(crate::store::SystemClock),
+            shutdown: signals()?,
+        })
+    }
+}
