@@ -124,6 +124,10 @@ pub struct Cli {
     /// Days of per-remote history kept (1-3660).
     #[arg(long, env = "REMOTES_RETENTION_DAYS", default_value_t = 400)]
     pub remotes_retention_days: u32,
+
+    /// Billing cycle, quota, upload guard, alerts and notifications (see `billing::settings`).
+    #[command(flatten)]
+    pub billing: crate::billing::BillingArgs,
 }
 
 /// Subcommands.
@@ -132,6 +136,9 @@ pub enum Command {
     /// Asks the running daemon's `/api/health` (on WEB_PORT, with WEB_AUTH) and exits 0 when it is
     /// healthy, 1 otherwise: a container healthcheck that needs no curl.
     Healthcheck,
+    /// Sends one test message to every configured channel (ALERT_WEBHOOK, NOTIFY) and reports
+    /// each channel's result; exits 1 when one failed.
+    NotifyTest,
 }
 
 /// A configuration value that cannot be used.
@@ -184,6 +191,9 @@ pub enum ConfigError {
     /// An empty `DB_PATH`.
     #[error("DB_PATH is set but empty")]
     EmptyDbPath,
+    /// A billing, alert or notification setting.
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingConfigError),
 }
 
 /// Log output format.
@@ -238,11 +248,14 @@ pub struct Config {
     pub top_remotes_per_day: u32,
     /// Days of per-remote history (`REMOTES_RETENTION_DAYS`).
     pub remotes_retention_days: u32,
+    /// Billing cycle, quota and alerts.
+    pub billing: crate::billing::BillingConfig,
 }
 
 impl Cli {
     /// Validates everything at once.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        let billing = self.billing.validate()?;
         let iface = match self.iface {
             Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyIface),
             other => other,
@@ -369,6 +382,7 @@ impl Cli {
             save_interval: Duration::from_secs(self.save_interval),
             top_remotes_per_day: self.top_remotes_per_day,
             remotes_retention_days: self.remotes_retention_days,
+            billing,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod addrwatch;
 pub mod api;
+pub mod billing;
 pub mod capture;
 pub mod classify;
 pub mod config;

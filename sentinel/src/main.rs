@@ -20,6 +20,9 @@ fn main() -> anyhow::Result<()> {
             }
         };
     }
+    if let Some(Command::NotifyTest) = command {
+        return notify_test(&config);
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a person at a terminal: `docker logs`, journald and files get plain text.
     let logs = tracing_subscriber::fmt()
@@ -40,5 +43,33 @@ fn main() -> anyhow::Result<()> {
     // not wait for it (everything was flushed already).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result?;
+    Ok(())
+}
+
+/// `sentinel notify-test`: one message to every channel, one line per channel.
+fn notify_test(config: &sentinel::config::Config) -> anyhow::Result<()> {
+    if config.billing.channels.is_empty() {
+        anyhow::bail!("no channel configured: set ALERT_WEBHOOK and/or NOTIFY");
+    }
+    let now = sentinel::store::Clock::now(&sentinel::store::SystemClock);
+    let results = sentinel::billing::notify_test(
+        &config.billing,
+        config.zone,
+        now,
+        std::time::Duration::from_secs(20),
+    );
+    let mut failed = 0;
+    for (channel, result) in &results {
+        match result {
+            Ok(()) => println!("{channel}: sent"),
+            Err(e) => {
+                failed += 1;
+                println!("{channel}: FAILED: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} channels failed", results.len());
+    }
     Ok(())
 }

@@ -128,7 +128,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let api_state = ApiState {
         store: store.clone(),
         capture: shared.clone(),
-        speed,
+        speed: speed.clone(),
         auth: config.web_auth.clone(),
         allowed_hosts: Arc::new(config.web_allowed_hosts.clone()),
         info: Arc::new(DaemonInfo {
@@ -138,7 +138,17 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             lan_prefix_len: config.ipv6_lan_prefix_len,
         }),
         clock: Arc::new(crate::store::SystemClock),
+        billing: Arc::new(config.billing.clone()),
     };
+    // Billing alerts, notifications and MQTT run on threads of their own (see `billing`).
+    let billing = crate::billing::Engine::new(
+        store.clone(),
+        config.billing.clone(),
+        Arc::new(crate::store::SystemClock),
+        speed.clone(),
+        crate::billing::notify::RetryPolicy::default(),
+    )
+    .spawn();
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let web = tokio::spawn(api::serve(
         listener,
@@ -161,6 +171,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         Err(_) => tracing::warn!("web server did not stop in time; going on with the shutdown"),
         Ok(Ok(Ok(()))) => {}
     }
+    // The billing engine lets go of the store (its thread ends after its current evaluation).
+    drop(billing);
     let finished = tokio::task::block_in_place(|| supervisor.finish())?;
     // Normally the web server has let go of the store by now; if a cut connection still holds
     // it, the flush above already committed everything.

@@ -252,6 +252,13 @@ async fn metrics_parse_and_carry_the_capture_status() {
         ("sentinel_pending_hours", "gauge"),
         ("sentinel_start_time_seconds", "gauge"),
         ("sentinel_build_info", "gauge"),
+        // Billing (no QUOTA, no UPLOAD_DAILY_LIMIT here; those gauges are tested in api_cycle.rs).
+        ("sentinel_today_bytes", "gauge"),
+        ("sentinel_cycle_bytes", "gauge"),
+        ("sentinel_cycle_used_bytes", "gauge"),
+        ("sentinel_cycle_projection_bytes", "gauge"),
+        ("sentinel_cycle_seconds_left", "gauge"),
+        ("sentinel_cycle_start_time_seconds", "gauge"),
     ];
     for (name, kind) in expected_types {
         assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");

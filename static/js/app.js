@@ -223,6 +223,57 @@
     setText('s-down2', fmtField(s.today, 'down'));
   }
 
+  /* ── Billing-cycle card (GET /api/cycle; only when a quota is set) ─────── */
+
+  async function loadCycle() {
+    try {
+      state.data.cycle = (await api('api/cycle')).body;
+      state.errors.cycle = null;
+      // UNITS: every size on the page as the API's *_fmt strings print them.
+      if (Core.setUnits(state.data.cycle.units)) renderAll();
+    } catch (e) {
+      // The card is optional: on failure it keeps its last figures (or stays away).
+      state.errors.cycle = e;
+    }
+    renderCycle();
+  }
+
+  function renderCycle() {
+    const c = state.data.cycle;
+    let card = $('s-billing');
+    if (!c || !c.enabled) {
+      if (card) card.remove();
+      return;
+    }
+    if (!card) {
+      const tpl = $('tpl-billing');
+      $('summary-row').append(tpl.content.cloneNode(true));
+      card = $('s-billing');
+      I18N.apply(card, state.lang);
+    }
+    const pct = typeof c.percent === 'number' ? c.percent : 0;
+    const over = c.projection && c.projection.exceeds_quota;
+    card.classList.toggle('over', pct >= 100);
+    card.classList.toggle('warn', pct < 100 && (pct >= 80 || Boolean(over)));
+    setText('b-range', `${c.start_date.slice(5)} – ${c.end_date.slice(5)}`);
+    setText('b-used', c.used_fmt);
+    setText('b-quota', c.quota_fmt || '--');
+    $('b-fill').style.width = `${Math.min(100, Math.max(0, pct))}%`;
+    $('b-bar').setAttribute('aria-valuenow', String(Math.round(pct)));
+    setText('b-percent', t('billing.used', { p: `${pct.toFixed(1)}%` }));
+    setText('b-days', t('billing.daysLeft', { n: c.days_left }));
+    const projection = $('b-projection');
+    setText('b-projection', c.projection.fmt + (over ? t('billing.overQuota') : ''));
+    projection.classList.toggle('bad', Boolean(over));
+    setText('b-budget', c.safe_daily_budget_fmt || '--');
+    const up = c.upload_today || {};
+    $('b-upload-line').hidden = up.limit == null;
+    if (up.limit != null) {
+      setText('b-upload', `${up.fmt} / ${up.limit_fmt}`);
+      $('b-upload').classList.toggle('bad', Boolean(up.exceeded));
+    }
+  }
+
   /* ── Header speed ────────────────────────────────────────────────────── */
 
   async function loadRealtime() {
@@ -673,6 +724,7 @@
   function renderAll() {
     tick();
     renderSummary();
+    renderCycle();
     renderRealtime();
     renderStatus();
     renderBanners();
@@ -790,7 +842,7 @@
     let clockKnown;
     const summary = new Promise((resolve) => (clockKnown = resolve));
     const firsts = [
-      every(PERIOD.summary, () => Promise.all([loadSummary().then(clockKnown), loadStatus()]))(),
+      every(PERIOD.summary, () => Promise.all([loadSummary().then(clockKnown), loadStatus(), loadCycle()]))(),
       every(PERIOD.realtime, loadRealtime)(),
       every(PERIOD.today, loadToday)(),
       every(PERIOD.history, loadHistory)(),

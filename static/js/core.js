@@ -26,7 +26,27 @@
    * exact for every integer the API can send. Non-integers are truncated like
    * the server's int(b); null, undefined, NaN and negatives give "0.00 B".
    */
+  /**
+   * UNITS of the daemon (GET /api/cycle "units"): 'seed' (the default above), 'si' (base 1000,
+   * kB..PB) or 'iec' (base 1024, KiB..PiB), so the page prints sizes as the API's *_fmt do.
+   */
+  const UNIT_SETS = {
+    seed: { base: 1024n, labels: UNITS },
+    si: { base: 1000n, labels: ['B', 'kB', 'MB', 'GB', 'TB', 'PB'] },
+    iec: { base: 1024n, labels: ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] },
+  };
+  let unitSet = UNIT_SETS.seed;
+
+  /** Switches the unit family; unknown names keep the current one. Returns true on a change. */
+  function setUnits(name) {
+    const next = UNIT_SETS[name];
+    if (!next || next === unitSet) return false;
+    unitSet = next;
+    return true;
+  }
+
   function fmtBytes(b) {
+    const { base, labels } = unitSet;
     let n;
     try {
       n = typeof b === 'bigint' ? b : BigInt(Math.trunc(Number(b) || 0));
@@ -36,8 +56,8 @@
     if (n < 0n) n = 0n;
     let unit = 0;
     let den = 1n;
-    while (unit < UNITS.length - 1 && n >= den * 1024n) {
-      den *= 1024n;
+    while (unit < labels.length - 1 && n >= den * base) {
+      den *= base;
       unit += 1;
     }
     // hundredths = round_half_even(n * 100 / den)
@@ -47,17 +67,19 @@
     if (r2 > den || (r2 === den && q % 2n === 1n)) q += 1n;
     const whole = q / 100n;
     const frac = String(q % 100n).padStart(2, '0');
-    return `${whole}.${frac} ${UNITS[unit]}`;
+    return `${whole}.${frac} ${labels[unit]}`;
   }
 
   /** Header speed from bits per second: [number, unit] in bytes per second. */
   function fmtSpeed(bps) {
     const Bps = (Number(bps) || 0) / 8;
+    const k = Number(unitSet.base);
+    const l = unitSet.labels;
     if (Bps <= 0) return ['0.0', 'B/s'];
-    if (Bps < 1024) return [Bps.toFixed(1), 'B/s'];
-    if (Bps < 1024 ** 2) return [(Bps / 1024).toFixed(2), 'KB/s'];
-    if (Bps < 1024 ** 3) return [(Bps / 1024 ** 2).toFixed(2), 'MB/s'];
-    return [(Bps / 1024 ** 3).toFixed(2), 'GB/s'];
+    if (Bps < k) return [Bps.toFixed(1), 'B/s'];
+    if (Bps < k ** 2) return [(Bps / k).toFixed(2), `${l[1]}/s`];
+    if (Bps < k ** 3) return [(Bps / k ** 2).toFixed(2), `${l[2]}/s`];
+    return [(Bps / k ** 3).toFixed(2), `${l[3]}/s`];
   }
 
   /** "1d 02:03:04" style uptime; locale-free on purpose. */
@@ -355,7 +377,7 @@
   }
 
   global.SentinelCore = {
-    fmtBytes, fmtSpeed, fmtDuration, fmtCount,
+    fmtBytes, fmtSpeed, fmtDuration, fmtCount, setUnits,
     isDate, addDays, monthStart, monthEnd, daysBetween,
     QUICK_KEYS, quickRange,
     parseOffset, formatOffset, NasClock,

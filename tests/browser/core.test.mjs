@@ -31,6 +31,23 @@ test('fmtBytes follows the server rule of reference 2.1 exactly', () => {
   for (const [input, want] of table) assert.equal(Core.fmtBytes(input), want, `fmtBytes(${input})`);
 });
 
+test('UNITS: si and iec families as the server prints them, seed by default', () => {
+  try {
+    assert.equal(Core.setUnits('si'), true);
+    assert.equal(Core.fmtBytes(1_500_000_000_000), '1.50 TB'); // the server's Units::Si
+    assert.equal(Core.fmtBytes(999), '999.00 B');
+    assert.deepEqual([...Core.fmtSpeed(8_000_000)], ['1.00', 'MB/s']);
+    assert.deepEqual([...Core.fmtSpeed(8_000)], ['1.00', 'kB/s']);
+    assert.equal(Core.setUnits('iec'), true);
+    assert.equal(Core.fmtBytes(2 ** 30), '1.00 GiB');
+    assert.equal(Core.setUnits('nonsense'), false, 'unknown names change nothing');
+    assert.equal(Core.fmtBytes(2 ** 30), '1.00 GiB');
+  } finally {
+    Core.setUnits('seed');
+  }
+  assert.equal(Core.fmtBytes(2 ** 30), '1.00 GB');
+});
+
 test('chart y axis: binary steps and short labels', () => {
   assert.equal(Charts.axisLabel(0), '0');
   assert.equal(Charts.axisLabel(512), '512');

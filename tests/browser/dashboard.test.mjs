@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import zlib from 'node:zlib';
 import {
-  setup, openPage, loadDashboard, unexpected, fixClock, recordResponses, chartOption, screenshot, startFakeProcess, REAL,
+  setup, openPage, loadDashboard, unexpected, fixClock, recordResponses, chartOption, screenshot, startFakeProcess, REAL, ARTIFACTS,
 } from './harness.mjs';
+import path from 'node:path';
 import { fmtBytes } from './fake-api-server.mjs';
 
 const T = { timeout: 90_000 };
@@ -590,26 +591,47 @@ describe('dashboard', () => {
     await ctx.close();
   });
 
-  it('has room for a billing-cycle card in the summary row', T, async () => {
+  it('shows the billing-cycle card as the fifth card, in both languages', T, async () => {
     const { ctx, page, log } = await openPage(env);
     await loadDashboard(env, page);
+    await page.waitForSelector('#s-billing');
     const columns = () => page.evaluate(() => getComputedStyle(document.getElementById('summary-row')).gridTemplateColumns.split(' ').length);
-    assert.equal(await columns(), 4);
-    // What the billing issue will add: a fifth card in the same row.
-    await page.evaluate(() => {
-      const card = document.createElement('div');
-      card.className = 'stat-card s-billing';
-      card.innerHTML = '<div class="stat-label">BILLING</div><div class="stat-value lg">1.00 TB</div>';
-      document.getElementById('summary-row').append(card);
-    });
     assert.equal(await columns(), 5);
     const tops = await page.locator('#summary-row > .stat-card').evaluateAll((cs) => cs.map((c) => Math.round(c.getBoundingClientRect().top)));
     assert.equal(new Set(tops).size, 1, 'five cards in one row on a desktop');
+    // The card shows what /api/cycle says (quota, days left, the bar at the percentage).
+    const cycle = await page.evaluate(() => fetch('api/cycle').then((r) => r.json()));
+    assert.equal(cycle.enabled, true);
+    assert.equal(await text(page, '#b-quota'), cycle.quota_fmt);
+    assert.equal(await text(page, '#b-days'), `剩余 ${cycle.days_left} 天`);
+    assert.equal(await text(page, '.s-billing .stat-label [data-i18n]'), '计费周期');
+    assert.match(await text(page, '#b-used'), /^\d+\.\d\d [KMGTP]?B$/);
+    const width = await page.evaluate(() => document.getElementById('b-fill').style.width);
+    assert.match(width, /^\d+(\.\d+)?%$/);
+    assert.ok(Math.abs(parseFloat(width) - Math.min(100, cycle.percent)) < 1, `${width} vs ${cycle.percent}`);
+    assert.equal(await page.locator('#b-upload-line').isVisible(), cycle.upload_today.limit != null);
+    await page.locator('#s-billing').screenshot({ path: path.join(ARTIFACTS, 'billing-card-zh.png') });
+    await page.click('#lang-btn');
+    assert.equal(await text(page, '.s-billing .stat-label [data-i18n]'), 'Billing cycle');
+    assert.equal(await text(page, '#b-days'), `${cycle.days_left} days left`);
+    assert.match(await text(page, '#b-percent'), /^\d+\.\d% used$/);
+    await page.locator('#s-billing').screenshot({ path: path.join(ARTIFACTS, 'billing-card-en.png') });
     await page.setViewportSize({ width: 390, height: 844 });
     assert.equal(await columns(), 2);
     const billing = await page.locator('.s-billing').boundingBox();
     const row = await page.locator('#summary-row').boundingBox();
     assert.ok(Math.abs(billing.width - row.width) < 1, 'the fifth card spans the row on a phone');
+    assert.deepEqual(unexpected(log), []);
+    await ctx.close();
+  });
+
+  it('leaves the billing card out when no quota is set', T, async () => {
+    const { ctx, page, log } = await openPage(env);
+    await page.route('**/api/cycle', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ enabled: false }) }));
+    await loadDashboard(env, page);
+    assert.equal(await page.locator('#s-billing').count(), 0);
+    const columns = await page.evaluate(() => getComputedStyle(document.getElementById('summary-row')).gridTemplateColumns.split(' ').length);
+    assert.equal(columns, 4);
     assert.deepEqual(unexpected(log), []);
     await ctx.close();
   });

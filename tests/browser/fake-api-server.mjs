@@ -236,6 +236,10 @@ export async function startFakeServer(opts = {}) {
     dataset: opts.dataset || 'demo',
     frozen: Boolean(opts.frozen),
     staticDir: opts.staticDir || STATIC_DIR,
+    // The billing card's settings, as the browser tier gives the daemon (QUOTA=1TB,
+    // UPLOAD_DAILY_LIMIT=50GB, BILLING_DAY=1); `quota: null` hides the card.
+    quota: opts.quota === undefined ? 1e12 : opts.quota,
+    uploadLimit: opts.uploadLimit === undefined ? 50e9 : opts.uploadLimit,
   };
   const tools = zoneTools(cfg.tz);
   const baseNow = Date.parse(cfg.now);
@@ -293,6 +297,41 @@ export async function startFakeServer(opts = {}) {
         return {
           month: period(m.up, m.down), today: period(d.up, d.down), year: period(y.up, y.down),
           tz: cfg.tz, tz_offset: fmtOffset(here.offsetMin), now: rfc3339(now, tools), today_date: today,
+        };
+      }
+      case '/api/cycle': {
+        // Billing day 1: the cycle is the calendar month (the daemon's arithmetic is tested in Rust).
+        const first = `${today.slice(0, 7)}-01`;
+        const next = addDays(`${today.slice(0, 7)}-28`, 7).slice(0, 7) + '-01';
+        const last = addDays(next, -1);
+        const used = (() => { const m = sumDays(first, today); return m.up + m.down; })();
+        const startMs = Date.parse(`${first}T00:00:00${fmtOffset(here.offsetMin)}`);
+        const endMs = Date.parse(`${next}T00:00:00${fmtOffset(here.offsetMin)}`);
+        const elapsed = Math.max(HOUR, now - startMs);
+        const projection = Math.round((used * (endMs - startMs)) / elapsed);
+        const q = cfg.quota;
+        const daysLeft = Math.round((Date.parse(next) - Date.parse(today)) / 86_400_000);
+        const remaining = q == null ? null : Math.max(0, q - used);
+        const up = dayTotal(today).up;
+        const lim = cfg.uploadLimit;
+        const fmtOrNull = (v) => (v == null ? null : fmtBytes(v));
+        return {
+          enabled: q != null, billing_day: 1, basis: 'total', units: 'seed', tz: cfg.tz,
+          now: rfc3339(now, tools), start: rfc3339(startMs, tools), end: rfc3339(endMs, tools),
+          start_date: first, end_date: last,
+          used, used_fmt: fmtBytes(used), quota: q, quota_fmt: fmtOrNull(q),
+          remaining, remaining_fmt: fmtOrNull(remaining),
+          percent: q == null ? null : Math.round((used * 10000) / q) / 100,
+          daily_average: Math.round((used * 86_400_000) / elapsed),
+          projection: { bytes: projection, fmt: fmtBytes(projection), exceeds_quota: q == null ? null : projection > q },
+          safe_daily_budget: remaining == null ? null : Math.floor(remaining / daysLeft),
+          safe_daily_budget_fmt: remaining == null ? null : fmtBytes(Math.floor(remaining / daysLeft)),
+          days_left: daysLeft, seconds_left: Math.round((endMs - now) / 1000), thresholds: [80, 95, 100],
+          upload_today: {
+            date: today, bytes: up, fmt: fmtBytes(up), limit: lim, limit_fmt: fmtOrNull(lim),
+            percent: lim == null ? null : Math.round((up * 10000) / lim) / 100, exceeded: lim == null ? null : up >= lim,
+          },
+          previous: [],
         };
       }
       case '/api/query': {

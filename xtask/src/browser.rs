@@ -62,6 +62,10 @@ pub fn browser_tier() -> anyhow::Result<()> {
         .env("WEB_BIND", "127.0.0.1")
         .env("WEB_PORT", "8080")
         .env("PRINT_INTERVAL", "0")
+        // The billing card (as the fake server of tests/browser/ shows it).
+        .env("QUOTA", "1TB")
+        .env("UPLOAD_DAILY_LIMIT", "50GB")
+        .env("BILLING_DAY", "1")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .spawn()

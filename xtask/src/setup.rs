@@ -12,7 +12,15 @@ use anyhow::{Context as _, bail};
 /// - llvm-22-dev: bpf-linker links against LLVM 22 (brings libllvm22, needed at run time);
 /// - bpftool: inspecting the pinned maps; iproute2 (`ip netns`) and ethtool (offloads) for the
 ///   namespace lab; e2fsprogs (chattr) for the read-only database test.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "bpftool", "iproute2", "ethtool", "e2fsprogs"];
+// mosquitto: the MQTT broker the Home Assistant test (sentinel/tests/billing_mqtt.rs) starts.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "bpftool",
+    "iproute2",
+    "ethtool",
+    "e2fsprogs",
+    "mosquitto",
+];
 
 /// The bpf-linker release that builds against LLVM 22 (TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -13,6 +13,7 @@ use axum::{
 use sentinel_common::abi::{ErrorKind, FAMILY_V4, FAMILY_V6, Verdict};
 
 use super::ApiState;
+use crate::billing::{BillingConfig, report::Report};
 use crate::status::{self, CaptureState};
 
 struct Out(String);
@@ -212,9 +213,106 @@ pub fn render(state: &ApiState) -> String {
     out.0
 }
 
+/// The billing gauges: the cycle (used, quota, projection, seconds left) and today's traffic
+/// with the upload limit.
+fn billing(out: &mut Out, r: &Report, config: &BillingConfig) {
+    let f = &r.figures;
+    out.family(
+        "sentinel_today_bytes",
+        "gauge",
+        "Public traffic of the current local day, IP-layer bytes (unflushed counts included).",
+    );
+    out.sample(
+        "sentinel_today_bytes",
+        &[("direction", "up")],
+        r.today_traffic.up.ip_bytes,
+    );
+    out.sample(
+        "sentinel_today_bytes",
+        &[("direction", "down")],
+        r.today_traffic.down.ip_bytes,
+    );
+    out.family(
+        "sentinel_cycle_bytes",
+        "gauge",
+        "Public traffic of the current billing cycle, IP-layer bytes.",
+    );
+    out.sample(
+        "sentinel_cycle_bytes",
+        &[("direction", "up")],
+        r.traffic.up.ip_bytes,
+    );
+    out.sample(
+        "sentinel_cycle_bytes",
+        &[("direction", "down")],
+        r.traffic.down.ip_bytes,
+    );
+    let basis = config.basis.name();
+    for (name, help, value) in [
+        (
+            "sentinel_cycle_used_bytes",
+            "Bytes of the current cycle counted against the quota (QUOTA_BASIS, QUOTA_ADJUST applied).",
+            Some(f.used),
+        ),
+        (
+            "sentinel_cycle_quota_bytes",
+            "The quota of a billing cycle (absent when QUOTA is unset).",
+            f.quota,
+        ),
+        (
+            "sentinel_cycle_projection_bytes",
+            "Used bytes extrapolated to the end of the cycle at its average rate.",
+            Some(f.projection),
+        ),
+        (
+            "sentinel_cycle_safe_daily_budget_bytes",
+            "Remaining quota divided by the local days left, today included.",
+            f.safe_daily_budget,
+        ),
+    ] {
+        if let Some(v) = value {
+            out.family(name, "gauge", help);
+            out.sample(name, &[("basis", basis)], v);
+        }
+    }
+    out.family(
+        "sentinel_cycle_seconds_left",
+        "gauge",
+        "Seconds until the current billing cycle ends.",
+    );
+    out.sample("sentinel_cycle_seconds_left", &[], f.seconds_left);
+    out.family(
+        "sentinel_cycle_start_time_seconds",
+        "gauge",
+        "Unix time the current billing cycle started.",
+    );
+    out.sample("sentinel_cycle_start_time_seconds", &[], r.cycle.start_unix);
+    if let Some(limit) = config.upload_daily_limit {
+        out.family(
+            "sentinel_upload_daily_limit_bytes",
+            "gauge",
+            "UPLOAD_DAILY_LIMIT: upload per local day that raises an alert.",
+        );
+        out.sample("sentinel_upload_daily_limit_bytes", &[], limit);
+    }
+}
+
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
-    let mut response = render(&state).into_response();
+    let config = state.billing.clone();
+    let report = state
+        .query(move |store, now| crate::billing::report::build(store, &config, now))
+        .await;
+    let mut text = render(&state);
+    match report {
+        Ok(r) => {
+            let mut out = Out(text);
+            billing(&mut out, &r, &state.billing);
+            text = out.0;
+        }
+        Err(e) => tracing::warn!(error = ?e, "billing gauges left out of /metrics"),
+    }
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -10,6 +10,7 @@
 
 mod assets;
 pub mod auth;
+mod cycle;
 mod error;
 pub mod format;
 pub mod hosts;
@@ -62,6 +63,8 @@ pub struct ApiState {
     pub info: Arc<DaemonInfo>,
     /// The clock "now" and "today" come from (the system clock in the daemon; tests freeze it).
     pub clock: Arc<dyn Clock>,
+    /// Billing cycle and quota settings (`/api/cycle`, `/metrics`).
+    pub billing: Arc<crate::billing::BillingConfig>,
 }
 
 /// Facts for `/api/status` and `/metrics`.
@@ -132,6 +135,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/status", get(live::status))
         .route("/api/debug/local_ips", get(live::local_ips))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/cycle", get(cycle::cycle))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))

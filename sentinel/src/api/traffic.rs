@@ -12,19 +12,21 @@ use axum::{
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, format::fmt_bytes, json::Json};
+use super::{ApiError, ApiState, json::Json};
+use crate::billing::units::Units;
 use crate::{
     store::{Granularity, Period, Point, Series, Traffic},
     timebucket::Zone,
 };
 
-/// `{up_bytes, down_bytes, total_bytes, *_fmt}` as the seed's periods and summaries.
-fn period(t: &Traffic) -> Value {
+/// `{up_bytes, down_bytes, total_bytes, *_fmt}` as the seed's periods and summaries; the `*_fmt`
+/// strings in `UNITS` (the seed's format by default).
+fn period(t: &Traffic, units: Units) -> Value {
     let (up, down) = (t.up.ip_bytes, t.down.ip_bytes);
     let total = up.saturating_add(down);
     json!({
         "up_bytes": up, "down_bytes": down, "total_bytes": total,
-        "up_fmt": fmt_bytes(up), "down_fmt": fmt_bytes(down), "total_fmt": fmt_bytes(total),
+        "up_fmt": units.format(up), "down_fmt": units.format(down), "total_fmt": units.format(total),
     })
 }
 
@@ -121,7 +123,8 @@ pub async fn summary(State(state): State<ApiState>) -> Result<Json<Value>, ApiEr
     let zone = state.store.zone();
     let now = state.now();
     Ok(Json(json!({
-        "today": period(&s.today), "month": period(&s.month), "year": period(&s.year),
+        "today": period(&s.today, state.billing.units), "month": period(&s.month, state.billing.units),
+        "year": period(&s.year, state.billing.units),
         "tz": zone.name(), "tz_offset": offset_text(zone.offset_at(now)),
         "now": local_rfc3339(zone, now), "today_date": s.today_date.format("%Y-%m-%d").to_string(),
     })))
@@ -170,7 +173,10 @@ pub async fn query(
         return Ok(csv_response(&series, state.store.zone(), first, last));
     }
     let items: Vec<Value> = series.points.iter().map(item).collect();
-    Ok(Json(json!({ "series": items, "summary": period(&series.total) })).into_response())
+    Ok(
+        Json(json!({ "series": items, "summary": period(&series.total, state.billing.units) }))
+            .into_response(),
+    )
 }
 
 /// The series as CSV: a header row, ISO 8601 period starts, every counter.
@@ -278,7 +284,7 @@ pub async fn top_ips(
         .iter()
         .map(|r| {
             let bytes = r.counters.up_bytes.saturating_add(r.counters.down_bytes);
-            json!({ "ip": r.ip.to_string(), "bytes": bytes, "bytes_fmt": fmt_bytes(bytes),
+            json!({ "ip": r.ip.to_string(), "bytes": bytes, "bytes_fmt": state.billing.units.format(bytes),
                     "up_bytes": r.counters.up_bytes, "down_bytes": r.counters.down_bytes })
         })
         .collect();

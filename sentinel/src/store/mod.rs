@@ -18,6 +18,8 @@
 //!   [`RangeError`] for the API's 400) and each adds unflushed traffic the same way: a query reads
 //!   the database snapshot and the pending data together, so a flush in between can neither hide
 //!   nor double a batch. Queries are blocking: call them from `spawn_blocking`.
+//! - [`Store::mark_alert`] and [`Store::alerts_fired`] keep which alerts fired in which cycle or
+//!   day, so that alerts do not repeat across restarts (written by the writer thread).
 //! - [`Store::checkpoint`] returns the capture checkpoint of the last commit, for the capture
 //!   layer to resume from after a restart.
 //!
@@ -35,6 +37,7 @@
 //! each old hour is counted in the local hour where it began. Going back to the old zone restores
 //! the old labels exactly. Per-day remote lists keep the day they were recorded under.
 
+mod alerts;
 pub mod legacy;
 mod open;
 pub mod pending;

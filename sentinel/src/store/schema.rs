@@ -176,6 +176,18 @@ CREATE TABLE remote_top_month (
 CREATE TABLE remote_months_built (month INTEGER PRIMARY KEY);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "alerts already fired, per rule and cycle or day",
+        sql: r#"
+CREATE TABLE alert_fired (
+    rule      TEXT    NOT NULL,
+    period    TEXT    NOT NULL,
+    fired_at  INTEGER NOT NULL,
+    PRIMARY KEY (rule, period)
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

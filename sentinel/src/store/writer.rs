@@ -59,6 +59,8 @@ pub struct FlushReport {
 pub(crate) enum Command {
     Flush(mpsc::SyncSender<Result<FlushReport, FlushError>>),
     Stop(mpsc::SyncSender<Result<FlushReport, FlushError>>),
+    /// Records an alert as fired (see `super::alerts`).
+    MarkAlert(super::alerts::Mark, mpsc::SyncSender<Result<bool, DbError>>),
     #[cfg(test)]
     Exec(String, mpsc::SyncSender<Result<(), DbError>>),
 }
@@ -100,6 +102,9 @@ impl Writer {
                     let result = self.flush_logged("final");
                     let _ = reply.send(result);
                     return;
+                }
+                Some(Command::MarkAlert(mark, reply)) => {
+                    let _ = reply.send(super::alerts::mark(&self.conn, &mark));
                 }
                 #[cfg(test)]
                 Some(Command::Exec(sql, reply)) => {

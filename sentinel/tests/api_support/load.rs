@@ -204,6 +204,7 @@ pub fn state(store: Arc<Store>) -> ApiState {
             lan_prefix_len: 56,
         }),
         clock: Arc::new(SystemClock),
+        billing: Arc::new(sentinel::billing::BillingConfig::default()),
     }
 }
 

@@ -236,6 +236,7 @@ impl Env {
                 lan_prefix_len: 56,
             }),
             clock: clock.clone(),
+            billing: Arc::new(sentinel::billing::BillingConfig::default()),
         };
         Env {
             dir,
