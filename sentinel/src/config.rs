@@ -1,26 +1,63 @@
-//! Configuration: one clap struct, every flag also read from its environment variable (the seed's
-//! names kept), validated once into [`Config`]. Nothing else reads the environment.
+//! The daemon's configuration: one clap block ([`DaemonArgs`], flattened into the command line
+//! of [`crate::cli`]), every flag also read from its environment variable (the seed's names kept),
+//! validated once into a typed [`Config`]. Nothing else reads the environment.
+//!
+//! A leaf: it depends on no subsystem (capture, store, api, billing use its types, not the other
+//! way round); the choice enums are `clap::ValueEnum`s, so a bad value is clap's clear error.
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
 use ipnet::{IpNet, Ipv6Net};
 
-use crate::capture::{active::BackendChoice, ebpf::AttachPreference};
 use crate::timebucket::{Zone, ZoneError};
 
-/// Command line and environment.
-#[derive(Debug, Parser)]
-#[command(
-    name = "sentinel",
-    version,
-    about = "Counts a NAS's public internet traffic (eBPF TC) and keeps its history."
-)]
-pub struct Cli {
-    /// What to do (default: run the daemon).
-    #[command(subcommand)]
-    pub command: Option<Command>,
+/// Which capture backend to use (`BACKEND`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// eBPF, falling back to AF_PACKET when the program cannot be loaded.
+    #[default]
+    Auto,
+    /// eBPF only.
+    Ebpf,
+    /// AF_PACKET only.
+    #[value(name = "afpacket")]
+    AfPacket,
+}
 
+/// Which attach mechanism to use (`ATTACH_MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachPreference {
+    /// TCX where the kernel has it (>= 6.6), netlink otherwise.
+    #[default]
+    Auto,
+    /// TCX only.
+    Tcx,
+    /// netlink/clsact only.
+    Netlink,
+}
+
+/// Log output format (`LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// HTTP Basic auth credentials and the paths exempt from them (`WEB_AUTH`, `WEB_AUTH_EXEMPT`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebAuth {
+    /// `user:password`.
+    pub credentials: String,
+    /// Paths answered without credentials.
+    pub exempt: Vec<String>,
+}
+
+/// The daemon's settings on the command line and in the environment.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
     /// Interface to monitor. Default: the interface of the default route.
     #[arg(long, env = "MONITOR_IFACE")]
     pub iface: Option<String>,
@@ -57,21 +94,21 @@ pub struct Cli {
 
     /// Capture backend: `auto` (eBPF, falling back to the AF_PACKET ring when the program cannot be
     /// loaded), `ebpf` or `afpacket`.
-    #[arg(long, env = "BACKEND", default_value = "auto")]
-    pub backend: String,
+    #[arg(long, env = "BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
 
     /// How to attach the TC program: `auto` (TCX on kernels >= 6.6, else netlink), `tcx` or
     /// `netlink`.
-    #[arg(long, env = "ATTACH_MODE", default_value = "auto")]
-    pub attach_mode: String,
+    #[arg(long, env = "ATTACH_MODE", value_enum, default_value_t = AttachPreference::Auto)]
+    pub attach_mode: AttachPreference,
 
     /// How often to print live totals, in seconds (0: never).
     #[arg(long, env = "PRINT_INTERVAL", default_value_t = 0)]
     pub print_interval: u64,
 
     /// Log format: `text` or `json`. Verbosity comes from `RUST_LOG` (default `info`).
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Time zone of hours, days and months: an IANA name such as `Asia/Shanghai` (from the tz
     /// database built into the binary). Default: the system's zone (/etc/timezone or the
@@ -124,21 +161,6 @@ pub struct Cli {
     /// Days of per-remote history kept (1-3660).
     #[arg(long, env = "REMOTES_RETENTION_DAYS", default_value_t = 400)]
     pub remotes_retention_days: u32,
-
-    /// Billing cycle, quota, upload guard, alerts and notifications (see `billing::settings`).
-    #[command(flatten)]
-    pub billing: crate::billing::BillingArgs,
-}
-
-/// Subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Asks the running daemon's `/api/health` (on WEB_PORT, with WEB_AUTH) and exits 0 when it is
-    /// healthy, 1 otherwise: a container healthcheck that needs no curl.
-    Healthcheck,
-    /// Sends one test message to every configured channel (ALERT_WEBHOOK, NOTIFY) and reports
-    /// each channel's result; exits 1 when one failed.
-    NotifyTest,
 }
 
 /// A configuration value that cannot be used.
@@ -173,36 +195,15 @@ pub enum ConfigError {
     /// A malformed `WEB_AUTH`.
     #[error("WEB_AUTH must be user:password with both parts non-empty")]
     WebAuth,
-    /// An unknown backend.
-    #[error("BACKEND: {0:?} is not `auto`, `ebpf` or `afpacket`")]
-    Backend(String),
-    /// An unknown attach mode.
-    #[error("ATTACH_MODE: {0:?} is not `auto`, `tcx` or `netlink`")]
-    AttachMode(String),
     /// A relative pin directory.
     #[error("BPF_PIN_DIR: {0:?} must be an absolute path on bpffs")]
     PinDir(PathBuf),
-    /// An unknown log format.
-    #[error("LOG_FORMAT: {0:?} is not `text` or `json`")]
-    LogFormat(String),
     /// A `TZ` that is not an IANA zone name.
     #[error(transparent)]
     Zone(#[from] ZoneError),
     /// An empty `DB_PATH`.
     #[error("DB_PATH is set but empty")]
     EmptyDbPath,
-    /// A billing, alert or notification setting.
-    #[error(transparent)]
-    Billing(#[from] crate::billing::BillingConfigError),
-}
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// The validated configuration.
@@ -235,7 +236,7 @@ pub struct Config {
     /// Listen address.
     pub web_addr: std::net::SocketAddr,
     /// Basic auth, when configured.
-    pub web_auth: Option<crate::api::auth::Auth>,
+    pub web_auth: Option<WebAuth>,
     /// Host names the `Host` header may carry (lower-case; empty: any).
     pub web_allowed_hosts: Vec<String>,
     /// Time zone of the history (`TZ`).
@@ -248,14 +249,11 @@ pub struct Config {
     pub top_remotes_per_day: u32,
     /// Days of per-remote history (`REMOTES_RETENTION_DAYS`).
     pub remotes_retention_days: u32,
-    /// Billing cycle, quota and alerts.
-    pub billing: crate::billing::BillingConfig,
 }
 
-impl Cli {
+impl DaemonArgs {
     /// Validates everything at once.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let billing = self.billing.validate()?;
         let iface = match self.iface {
             Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyIface),
             other => other,
@@ -277,18 +275,6 @@ impl Cli {
         in_range("PRINT_INTERVAL", self.print_interval, 0, 3600)?;
         in_range("LAN_PREFIX_GRACE", self.lan_prefix_grace, 0, 30 * 86400)?;
         in_range("ADDRESS_REFRESH", self.address_refresh, 1, 3600)?;
-        let attach_mode = match self.attach_mode.as_str() {
-            "auto" => AttachPreference::Auto,
-            "tcx" => AttachPreference::Tcx,
-            "netlink" => AttachPreference::Netlink,
-            other => return Err(ConfigError::AttachMode(other.to_owned())),
-        };
-        let backend = match self.backend.as_str() {
-            "auto" => BackendChoice::Auto,
-            "ebpf" => BackendChoice::Ebpf,
-            "afpacket" => BackendChoice::AfPacket,
-            other => return Err(ConfigError::Backend(other.to_owned())),
-        };
         if !self.bpf_pin_dir.is_absolute() {
             return Err(ConfigError::PinDir(self.bpf_pin_dir));
         }
@@ -297,7 +283,7 @@ impl Cli {
             Some("") => return Err(ConfigError::EmptyWebAuth),
             Some(text) => match text.split_once(':') {
                 Some((user, password)) if !user.is_empty() && !password.is_empty() => {
-                    Some(crate::api::auth::Auth {
+                    Some(WebAuth {
                         credentials: text.to_owned(),
                         exempt: self
                             .web_auth_exempt
@@ -334,11 +320,6 @@ impl Cli {
                 max: 65535,
             });
         }
-        let log_format = match self.log_format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => return Err(ConfigError::LogFormat(other.to_owned())),
-        };
         let zone = match self.tz.as_deref().map(str::trim) {
             // glibc's ":Area/City" form means the same zone.
             Some(name) if !name.is_empty() => Zone::parse(name.trim_start_matches(':'))?,
@@ -369,11 +350,11 @@ impl Cli {
             lan_prefix_grace: Duration::from_secs(self.lan_prefix_grace),
             address_refresh: Duration::from_secs(self.address_refresh),
             bpf_pin_dir: self.bpf_pin_dir,
-            attach_mode,
-            backend,
+            attach_mode: self.attach_mode,
+            backend: self.backend,
             print_interval: (self.print_interval > 0)
                 .then(|| Duration::from_secs(self.print_interval)),
-            log_format,
+            log_format: self.log_format,
             web_addr: std::net::SocketAddr::new(self.web_bind, self.web_port),
             web_auth,
             web_allowed_hosts,
@@ -382,7 +363,6 @@ impl Cli {
             save_interval: Duration::from_secs(self.save_interval),
             top_remotes_per_day: self.top_remotes_per_day,
             remotes_retention_days: self.remotes_retention_days,
-            billing,
         })
     }
 }
@@ -452,12 +432,46 @@ fn parse_prefixes(setting: &'static str, entries: &[String]) -> Result<Vec<IpNet
 mod tests {
     use super::*;
 
-    fn cli(args: &[&str]) -> Result<Config, ConfigError> {
+    use clap::{Args as _, FromArgMatches as _};
+
+    /// Parses `args` as the daemon would, but with every environment variable binding removed:
+    /// the tests mean the same whatever the shell running them exports (DB_PATH, TZ, ...).
+    fn parse(args: &[&str]) -> Result<DaemonArgs, clap::Error> {
+        let command = DaemonArgs::augment_args(clap::Command::new("sentinel"))
+            .mut_args(|arg| arg.env(None::<&str>));
         let mut argv = vec!["sentinel"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
+        DaemonArgs::from_arg_matches(&command.try_get_matches_from(argv)?)
+    }
+
+    fn cli(args: &[&str]) -> Result<Config, ConfigError> {
+        parse(args)
             .expect("clap accepts the test arguments")
             .validate()
+    }
+
+    #[test]
+    fn tests_do_not_read_the_environment() {
+        // Setting variables here would race other tests, so check the binding instead: no
+        // argument of the test parser reads the environment.
+        let command = DaemonArgs::augment_args(clap::Command::new("sentinel"))
+            .mut_args(|arg| arg.env(None::<&str>));
+        assert!(command.get_arguments().all(|a| a.get_env().is_none()));
+        // ...while the daemon's own parser does read them (the seed's names).
+        let real = DaemonArgs::augment_args(clap::Command::new("sentinel"));
+        let envs: Vec<String> = real
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for name in [
+            "MONITOR_IFACE",
+            "TZ",
+            "DB_PATH",
+            "SAVE_INTERVAL",
+            "WEB_PORT",
+        ] {
+            assert!(envs.iter().any(|e| e == name), "{name} is read: {envs:?}");
+        }
     }
 
     #[test]
@@ -489,9 +503,36 @@ mod tests {
         assert!(cli(&["--ipv6-lan-prefix-len", "8"]).is_err());
         assert!(cli(&["--ipv6-lan-prefix-len", "129"]).is_err());
         assert!(cli(&["--iface", " "]).is_err());
-        assert!(cli(&["--log-format", "xml"]).is_err());
-        assert!(cli(&["--attach-mode", "xdp"]).is_err());
-        assert!(cli(&["--backend", "pcap"]).is_err());
+        // The choices are clap value enums: a bad value is refused while parsing, naming the
+        // values that are allowed.
+        for (flag, bad) in [
+            ("--log-format", "xml"),
+            ("--attach-mode", "xdp"),
+            ("--backend", "pcap"),
+        ] {
+            let err = parse(&[flag, bad]).expect_err("refused").to_string();
+            assert!(
+                err.contains(bad) && err.contains("possible values"),
+                "{err}"
+            );
+        }
+        let typed = cli(&[
+            "--backend",
+            "afpacket",
+            "--attach-mode",
+            "netlink",
+            "--log-format",
+            "json",
+        ])
+        .expect("valid choices");
+        assert_eq!(
+            (typed.backend, typed.attach_mode, typed.log_format),
+            (
+                BackendChoice::AfPacket,
+                AttachPreference::Netlink,
+                LogFormat::Json
+            )
+        );
         assert!(cli(&["--web-auth", "nopassword"]).is_err());
         assert!(cli(&["--web-auth", ":pw"]).is_err());
         // Set but empty (WEB_AUTH= in a compose file) must not silently mean "no auth".
@@ -536,9 +577,7 @@ mod tests {
     #[test]
     fn storage_settings_are_validated() {
         let config = cli(&[]).expect("defaults are valid");
-        if std::env::var_os("TZ").is_none() {
-            assert_eq!(config.zone, system_zone().unwrap_or(Zone::UTC));
-        }
+        assert_eq!(config.zone, system_zone().unwrap_or(Zone::UTC));
         assert_eq!(config.save_interval, Duration::from_secs(300));
         assert_eq!(config.db_path, PathBuf::from("./data/traffic.db"));
         assert_eq!(config.top_remotes_per_day, 1000);
@@ -560,7 +599,7 @@ mod tests {
             let err = cli(&[flag, value]).expect_err("out of range");
             assert!(err.to_string().contains("outside"), "{flag} {value}: {err}");
         }
-        assert!(Cli::try_parse_from(["sentinel", "--save-interval", "-5"]).is_err());
-        assert!(Cli::try_parse_from(["sentinel", "--db-path", ""]).is_err());
+        assert!(parse(&["--save-interval", "-5"]).is_err());
+        assert!(parse(&["--db-path", ""]).is_err());
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod billing;
 pub mod capture;
 pub mod classify;
+pub mod cli;
 pub mod config;
 pub mod drain;
 pub mod healthcheck;

@@ -4,15 +4,19 @@ use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use sentinel::config::{Cli, Command, LogFormat};
+use sentinel::{
+    cli::{Cli, Command, Settings},
+    config::LogFormat,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     let command = cli.command.take();
-    let config = cli.validate().context("invalid configuration")?;
+    let settings = cli.validate().context("invalid configuration")?;
+    let config = &settings.config;
     if let Some(Command::Healthcheck) = command {
-        return match sentinel::healthcheck::check(&config) {
+        return match sentinel::healthcheck::check(config) {
             Ok(()) => Ok(()),
             Err(reason) => {
                 eprintln!("unhealthy: {reason}");
@@ -21,7 +25,7 @@ fn main() -> anyhow::Result<()> {
         };
     }
     if let Some(Command::NotifyTest) = command {
-        return notify_test(&config);
+        return notify_test(&settings);
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a person at a terminal: `docker logs`, journald and files get plain text.
@@ -38,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(sentinel::run::run(config));
+    let result = runtime.block_on(sentinel::run::run(settings.config, settings.billing));
     // Connections cut after the shutdown grace may still have a query on the blocking pool: do
     // not wait for it (everything was flushed already).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -47,14 +51,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// `sentinel notify-test`: one message to every channel, one line per channel.
-fn notify_test(config: &sentinel::config::Config) -> anyhow::Result<()> {
-    if config.billing.channels.is_empty() {
+fn notify_test(settings: &Settings) -> anyhow::Result<()> {
+    if settings.billing.channels.is_empty() {
         anyhow::bail!("no channel configured: set ALERT_WEBHOOK and/or NOTIFY");
     }
     let now = sentinel::store::Clock::now(&sentinel::store::SystemClock);
     let results = sentinel::billing::notify_test(
-        &config.billing,
-        config.zone,
+        &settings.billing,
+        settings.config.zone,
         now,
         std::time::Duration::from_secs(20),
     );

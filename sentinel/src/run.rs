@@ -11,6 +11,7 @@ use sentinel_common::abi::{ErrorKind, Verdict};
 use crate::{
     addrwatch::PlanBuilder,
     api::{self, ApiState, DaemonInfo},
+    billing::BillingConfig,
     capture::{
         KernelTotals,
         active::{BackendChoice, CaptureOptions, StartError},
@@ -81,7 +82,7 @@ pub enum RunError {
 /// Runs until SIGINT or SIGTERM: one instance per pin directory and database, the supervisor
 /// over the real OS inputs, the web server; then a bounded shutdown (web server at most
 /// [`api::SHUTDOWN_GRACE`], then drain, flush, detach).
-pub async fn run(config: Config) -> Result<(), RunError> {
+pub async fn run(config: Config, billing: BillingConfig) -> Result<(), RunError> {
     // Before anything is touched: a second daemon on the same database or pins stops here.
     let pins = (config.backend != BackendChoice::AfPacket).then_some(config.bpf_pin_dir.as_path());
     let _lock = crate::lock::acquire(&config.db_path, pins)?;
@@ -138,12 +139,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             lan_prefix_len: config.ipv6_lan_prefix_len,
         }),
         clock: Arc::new(crate::store::SystemClock),
-        billing: Arc::new(config.billing.clone()),
+        billing: Arc::new(billing.clone()),
     };
     // Billing alerts, notifications and MQTT run on threads of their own (see `billing`).
     let billing = crate::billing::Engine::new(
         store.clone(),
-        config.billing.clone(),
+        billing,
         Arc::new(crate::store::SystemClock),
         speed.clone(),
         crate::billing::notify::RetryPolicy::default(),

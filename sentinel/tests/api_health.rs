@@ -204,7 +204,7 @@ fn the_healthcheck_subcommand_follows_health() -> anyhow::Result<()> {
         let port = port.to_string();
         let mut argv = vec!["sentinel", "--web-bind", "0.0.0.0", "--web-port", &port];
         argv.extend_from_slice(auth);
-        Ok(sentinel::config::Cli::try_parse_from(argv)?.validate()?)
+        Ok(sentinel::cli::Cli::try_parse_from(argv)?.validate()?.config)
     };
     for auth in [
         &[][..],

@@ -11,14 +11,8 @@ use base64::Engine as _;
 
 use super::{ApiState, error::ApiError};
 
-/// Credentials and exemptions.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Auth {
-    /// `user:password`.
-    pub credentials: String,
-    /// Paths answered without credentials.
-    pub exempt: Vec<String>,
-}
+/// Credentials and exemptions, as the configuration validated them.
+pub use crate::config::WebAuth as Auth;
 
 /// Constant-time comparison, so response times do not reveal how much of a guess was right.
 fn same(a: &[u8], b: &[u8]) -> bool {

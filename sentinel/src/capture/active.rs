@@ -11,18 +11,7 @@ use super::{
     ebpf::{AttachPreference, KernelClassifier, MapsOrigin},
 };
 use crate::classify::AddressPlan;
-
-/// Which backend to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BackendChoice {
-    /// eBPF, falling back to AF_PACKET when the program cannot be loaded.
-    #[default]
-    Auto,
-    /// eBPF only.
-    Ebpf,
-    /// AF_PACKET only.
-    AfPacket,
-}
+pub use crate::config::BackendChoice;
 
 /// What starting a backend needs.
 #[derive(Clone, Debug)]

@@ -27,18 +27,7 @@ use sentinel_common::abi::PROGRAM_NAME;
 
 use super::{AttachMode, EbpfError, prog_err};
 use crate::capture::Attached;
-
-/// Which attach mechanism to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AttachPreference {
-    /// TCX where the kernel has it (>= 6.6), netlink otherwise.
-    #[default]
-    Auto,
-    /// TCX only.
-    Tcx,
-    /// netlink/clsact only.
-    Netlink,
-}
+pub use crate::config::AttachPreference;
 
 /// One attached direction.
 enum Held {
