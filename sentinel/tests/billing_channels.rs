@@ -246,7 +246,7 @@ fn smtp_dialogue_and_message() {
     );
     let channel = ChannelUrl::parse(&url).expect("url");
     deliver(&channel, &notice(), TIMEOUT).expect("sent");
-    let sessions = fake.sessions.lock().expect("log").clone();
+    let sessions = fake.sessions(1);
     assert_eq!(sessions.len(), 1);
     let s = &sessions[0];
     assert_eq!(s[0], "EHLO sentinel");
@@ -279,7 +279,7 @@ fn smtp_refuses_to_send_a_password_in_clear_without_starttls() {
     let channel = ChannelUrl::parse(&url).expect("url");
     let err = deliver(&channel, &notice(), TIMEOUT).expect_err("no STARTTLS offered");
     assert!(err.contains("STARTTLS"), "{err}");
-    let sessions = fake.sessions.lock().expect("log").clone();
+    let sessions = fake.sessions(1);
     assert!(
         sessions.iter().flatten().all(|l| !l.starts_with("AUTH")),
         "{sessions:?}"

@@ -175,6 +175,19 @@ impl FakeSmtp {
         });
         FakeSmtp { port, sessions }
     }
+
+    /// The sessions recorded once `n` have ended (the server records a session when the client
+    /// has hung up, which can be a moment after the client returned); waits at most 10 s.
+    pub fn sessions(&self, n: usize) -> Vec<Vec<String>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.sessions.lock().expect("log").clone();
+            if now.len() >= n || std::time::Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn smtp_session(stream: TcpStream) -> Vec<String> {
