@@ -244,23 +244,35 @@ fn tcp_bulk_with_offloads_on_is_exact() {
     lab.emulate_wire().expect("ethtool in the lab");
     let pins = PinDir::new("tcp");
     let daemon = Daemon::start(&lab, &pins.0, &[]);
-    let base = daemon.settled();
-    // Upload over IPv4 (TSO/GSO super-packets on egress), then download over IPv6 (GRO on ingress).
-    let (nas_up, wan_ack) =
-        tcp_transfer(&lab.nas, &lab.wan, WAN_V4.into(), 5201, 40 << 20).expect("upload");
-    let (wan_data, nas_ack) =
-        tcp_transfer(&lab.wan, &lab.nas, NAS_V6.into(), 5202, 40 << 20).expect("download");
-    for (side, name) in [
-        (nas_up, "nas upload"),
-        (wan_ack, "wan acks"),
-        (wan_data, "wan download"),
-        (nas_ack, "nas acks"),
-    ] {
-        assert_eq!(
-            side.total_retrans, 0,
-            "{name}: retransmissions make exact ground truth impossible: {side:?}"
+    // A retransmission (a busy machine can make one despite the CPU pinning) leaves no exact
+    // ground truth: such an attempt proves nothing either way, so it is run again, at most 3 times.
+    let mut attempt = 0;
+    let (base, nas_up, wan_ack, wan_data, nas_ack) = loop {
+        attempt += 1;
+        let base = daemon.settled();
+        // Upload over IPv4 (TSO/GSO super-packets on egress), then download over IPv6 (GRO on
+        // ingress).
+        let (nas_up, wan_ack) =
+            tcp_transfer(&lab.nas, &lab.wan, WAN_V4.into(), 5201, 40 << 20).expect("upload");
+        let (wan_data, nas_ack) =
+            tcp_transfer(&lab.wan, &lab.nas, NAS_V6.into(), 5202, 40 << 20).expect("download");
+        let sides = [
+            (nas_up, "nas upload"),
+            (wan_ack, "wan acks"),
+            (wan_data, "wan download"),
+            (nas_ack, "nas acks"),
+        ];
+        let retrans: Vec<_> = sides.iter().filter(|(s, _)| s.total_retrans > 0).collect();
+        if retrans.is_empty() {
+            break (base, nas_up, wan_ack, wan_data, nas_ack);
+        }
+        assert!(
+            attempt < 3,
+            "retransmissions in {attempt} attempts make exact ground truth impossible \
+             (machine load?): {retrans:?}"
         );
-    }
+        eprintln!("attempt {attempt}: retransmissions {retrans:?}; running the transfer again");
+    };
     let t = daemon.settled();
     let want_up = nas_up.ip_bytes(false) + nas_ack.ip_bytes(true);
     let want_down = wan_ack.ip_bytes(false) + wan_data.ip_bytes(true);
