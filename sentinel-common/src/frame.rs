@@ -3,7 +3,7 @@
 //! frame's first byte.
 //!
 //! It reads through the [`Frame`] trait so that the same code runs on a `&[u8]` in userspace and on
-//! an `__sk_buff` in the kernel. It applies the length rule of DESIGN.md "Counting": count the IP
+//! an `__sk_buff` in the kernel. It applies the length rule of docs/counting.md ("How many bytes"): count the IP
 //! length field, but a length of 0 (GSO/BIG TCP) or one larger than the frame means "what is
 //! actually there"; never count bytes that are not on the wire.
 

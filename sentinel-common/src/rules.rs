@@ -1,6 +1,6 @@
 //! The direction matrix: which packets count, in which direction, and who the remote is.
 //!
-//! From the seed (reference/seed-behavior.md 4.8): a packet counts when exactly one end is inside;
+//! From the seed (docs/counting.md, "Which direction"): a packet counts when exactly one end is inside;
 //! `Up` when the inside end is the source, `Down` when it is the destination; the remote is the
 //! other end. For IPv6, a packet whose two ends are both in LAN prefixes is LAN traffic first.
 //! What "inside" means, and how it differs from the seed, is in [`crate::addr`].

@@ -2,7 +2,7 @@
 //!
 //! The userspace classifier's unit tests and the eBPF test (BPF_PROG_TEST_RUN on the real object)
 //! both walk [`VECTORS`] and must give [`Vector::expect`] on every row. The `seed-NN` rows are the
-//! 55 vectors of reference/seed-behavior.md 4.13 (their frames verbatim, padded with zeros to the
+//! 55 classification vectors of the original (docs/counting.md, "The vector table") (their frames verbatim, padded with zeros to the
 //! length their IP header claims, since the seed frames carry headers only and we never count bytes
 //! that are not there); `changed` says why a result differs from the seed. The rest cover GSO/GRO
 //! super-packets, malformed and lying frames, the user's prefix settings, raw-IP links and PPPoE

@@ -1,4 +1,4 @@
-//! Contract tests: every endpoint against the reference fixture of reference/seed-behavior.md 2.2
+//! Contract tests: every endpoint against the reference fixture (docs/compatibility.md)
 //! (six flushed hours, the unflushed "memory" of 14:xx, per-remote traffic; `TZ=Asia/Shanghai`,
 //! clock frozen at 2025-03-15 14:37:21 +08:00), field for field, `*_fmt` strings included, and
 //! the seed's byte-level encoding (sorted keys, compact, `\uXXXX`, trailing newline).

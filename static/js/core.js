@@ -2,7 +2,7 @@
  * core.js: the dashboard's pure logic, no DOM and no network.
  *
  * - byte and speed formatters (fmtBytes follows the server's fmt_bytes exactly,
- *   reference/seed-behavior.md 2.1, so the page and the API never disagree);
+ *   docs/compatibility.md "The byte formatter", so the page and the API never disagree);
  * - calendar-date arithmetic on "YYYY-MM-DD" strings (done in UTC, so no DST);
  * - the NAS clock: the server's "now", IANA zone and offset from /api/summary,
  *   so every date the page shows or computes is the NAS's, whatever the

@@ -4,7 +4,7 @@
 // deterministic data set, with a settable clock and time zone.
 //
 // Data sets:
-//   "seed": exactly the fixture of reference/seed-behavior.md 2.2 (six hourly rows and
+//   "seed": exactly the reference fixture of docs/compatibility.md (six hourly rows and
 //           the unflushed memory, TZ=Asia/Shanghai, now 2025-03-15 14:37:21), so the
 //           summary equals the reference's example byte for byte;
 //   "demo": 15 months of generated traffic ending at "now", for realistic charts.

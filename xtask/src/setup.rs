@@ -1,4 +1,4 @@
-//! The fresh-machine set-up (TOOLCHAIN.md "Fresh-machine setup"), done by the project itself and
+//! The fresh-machine set-up (docs/toolchain.md), done by the project itself and
 //! idempotent: every step first checks, and only acts when something is missing.
 
 use std::{
@@ -22,7 +22,7 @@ const APT_PACKAGES: &[&str] = &[
     "mosquitto",
 ];
 
-/// The bpf-linker release that builds against LLVM 22 (TOOLCHAIN.md).
+/// The bpf-linker release that builds against LLVM 22 (docs/toolchain.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 const MANUAL_STEPS: &str = "\

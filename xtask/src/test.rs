@@ -1,4 +1,4 @@
-//! `cargo xtask test`: every tier of DESIGN.md "Tests", plus formatting and lints, each one
+//! `cargo xtask test`: every tier of docs/architecture.md "Tests", plus formatting and lints, each one
 //! command. A tier that cannot run (not root, no BPF) fails: a skipped privileged test is not a pass.
 
 use std::{process::Command, time::Instant};

@@ -1,4 +1,4 @@
-//! The seed's byte formatter (`fmt_bytes`, reference/seed-behavior.md 2.1), kept to the letter so
+//! The seed's byte formatter (`fmt_bytes`, docs/compatibility.md "The byte formatter"), kept to the letter so
 //! the `*_fmt` strings of existing scripts and Grafana panels do not change.
 
 /// Base 1024, decimal-style labels, two decimals with ties to even, the unit chosen before
@@ -21,7 +21,7 @@ mod tests {
 
     #[test]
     fn matches_the_seed_table() {
-        // reference/seed-behavior.md 2.1, verified examples.
+        // docs/compatibility.md "The byte formatter": the original's verified examples.
         let table: &[(u64, &str)] = &[
             (0, "0.00 B"),
             (1, "1.00 B"),

@@ -282,7 +282,7 @@ fn tcp_info(s: &std::net::TcpStream) -> libc::tcp_info {
 }
 
 /// Pins the calling thread to CPU 0: both ends of a veth transfer on one CPU keep segments in
-/// order (TOOLCHAIN.md), so no SACK options change header sizes.
+/// order (docs/toolchain.md, "The namespace lab"), so no SACK options change header sizes.
 fn pin_to_cpu0() {
     let mut set = nix::sched::CpuSet::new();
     set.set(0).expect("cpu 0");

@@ -1,5 +1,5 @@
 //! Shared support for the API tests: a frozen clock, the reference fixture of
-//! reference/seed-behavior.md 2.2 built through the store's own write path, an `ApiState` around
+//! the reference fixture (docs/compatibility.md) built through the store's own write path, an `ApiState` around
 //! it, and requests answered by the router in-process (`tower::ServiceExt::oneshot`, no socket).
 
 #![allow(
@@ -254,7 +254,7 @@ impl Env {
     }
 }
 
-/// The reference fixture (reference/seed-behavior.md 2.2): the six database rows flushed, the
+/// The reference fixture (docs/compatibility.md): the six database rows flushed, the
 /// "memory" (14:00 hour and the three speed ticks with their remotes) pending, clock frozen at
 /// 2025-03-15 14:37:21 +08:00. One extra remote on 2025-03-14 (flushed) exercises ranges of
 /// `/api/top_ips`; remotes carry no totals, so the reference's numbers are unchanged.

@@ -6,7 +6,7 @@
 //! (ENETDOWN when the interface goes down or is deleted) or when the interface name comes to
 //! point at another index (re-created), it counts what is left in the ring, closes it and reopens
 //! by name with backoff, for as long as the backend lives: capture never ends silently
-//! (reference/seed-behavior.md D8). The address table is swapped under a mutex and picked up
+//! (the original's D8, docs/compatibility.md). The address table is swapped under a mutex and picked up
 //! per block.
 //!
 //! This module must not know the ring's memory layout or the counting rules.
