@@ -1,4 +1,5 @@
-//! Where counting starts: never with traffic that did not happen (docs/counting.md).
+//! Where counting starts: never with traffic that did not happen (docs/operations.md, "The
+//! checkpoint and a fresh database").
 //!
 //! - The database holds a checkpoint of these very maps: resume from it (what the kernel counted
 //!   while the daemon was away is new; what was persisted is not counted again).
