@@ -2,7 +2,10 @@
 
 mod bench;
 mod browser;
+mod container;
 mod demo;
+mod engine;
+mod image;
 mod setup;
 mod test;
 
@@ -35,6 +38,9 @@ enum Job {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Build the image compose.yaml names, offline: a Debian base from mmdebstrap and the daemon
+    /// built here, with the engine at `DOCKER_HOST`. Idempotent.
+    Image,
     /// The network-namespace lab.
     Lab {
         #[command(subcommand)]
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
         Job::Setup => setup::setup(),
         Job::Run { args } => run(&args),
         Job::Test { only } => test::test(only.as_deref()),
+        Job::Image => image::image(),
         Job::Bench { which } => bench::bench(which),
         Job::Lab { what: LabJob::Demo } => demo::demo(),
     };
