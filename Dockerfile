@@ -1,16 +1,16 @@
 # NetTraffic-Sentinel: a host-network container with a short capability list (see compose.yaml).
 #
-#   docker compose up -d --build     build from source (needs the registries; ~15 min on a NAS CPU
-#                                    is optimistic: prefer the published image, see README)
+#   docker compose up -d --build     build from source (needs the registries; about an hour on
+#                                    a NAS CPU: prefer the published image, see README)
 #   cargo xtask image                the same runtime image from a daemon built on this machine,
 #                                    with an engine that has no network or registry
 #
 # Stages: `build` compiles everything from source through the project's own set-up
 # (`cargo xtask setup`: Debian packages, the pinned nightly from sentinel-ebpf/ebpf-toolchain,
-# bpf-linker); `prebuilt` takes a daemon built outside (only `cargo xtask image` uses it);
-# `runtime` is the small image users run. BuildKit builds only the stages the target needs.
+# bpf-linker); `runtime` is the small image users run, with the daemon from `build` or, for
+# `cargo xtask image`, from an image that holds a daemon built outside (/out/sentinel).
 
-# The daemon's source: `build` (default) or `prebuilt`.
+# Where /out/sentinel comes from: the `build` stage (default) or an image's name.
 ARG DAEMON=build
 # The runtime base: glibc and libgcc only; the binary embeds the eBPF object, the dashboard and
 # the time-zone database. `cargo xtask image` passes a base imported from Debian's packages.
@@ -25,9 +25,6 @@ RUN cargo xtask setup \
  && rm -rf /var/lib/apt/lists/* \
  && cargo build --release --locked -p sentinel \
  && install -D target/release/sentinel /out/sentinel
-
-FROM scratch AS prebuilt
-COPY prebuilt/sentinel /out/sentinel
 
 FROM ${DAEMON} AS daemon
 

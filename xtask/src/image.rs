@@ -1,13 +1,14 @@
 //! `cargo xtask image`: the runtime image that compose.yaml names, built with the engine at
 //! `DOCKER_HOST` (or the default socket) without any network or registry: the base is a minimal
 //! root file system made from Debian's packages (mmdebstrap, then `docker import`), and the
-//! daemon is the one built on this machine, put in by the Dockerfile's `prebuilt` stage.
-//! Idempotent: the rootfs is cached under target/image/, the base is re-imported only when
-//! the rootfs changes, and the build reuses the engine's cache.
+//! daemon is the one built on this machine, imported as an image of its own that the
+//! Dockerfile's runtime stage copies it from (`DAEMON=<image>`; BuildKit then skips the
+//! from-source stage). Idempotent: the rootfs is cached under target/image/, the two imports
+//! are redone only when their tarballs change, and the build reuses the engine's cache.
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, bail};
@@ -22,7 +23,10 @@ const PACKAGES: &str = "libc6,libgcc-s1";
 const MIRROR: &str = "http://deb.debian.org/debian";
 /// The base image's name; its label records which rootfs it was imported from.
 const BASE: &str = "nettraffic-sentinel-base:bookworm";
-const ROOTFS_LABEL: &str = "org.nettraffic-sentinel.rootfs-sha256";
+/// The image that holds only /out/sentinel, the daemon built here.
+const DAEMON: &str = "nettraffic-sentinel-daemon:host";
+/// The label recording the sha256 of the tarball an image was imported from.
+const SOURCE_LABEL: &str = "org.nettraffic-sentinel.source-sha256";
 
 /// The docker client: `$DOCKER`, else `docker` from `PATH`.
 pub fn docker() -> Command {
@@ -54,24 +58,24 @@ pub fn image() -> anyhow::Result<()> {
     setup::cargo(&["build", "--release", "--locked", "-p", "sentinel"])?;
     let dir = target_dir().join("image");
     let rootfs = rootfs(&dir)?;
-    import_base(&rootfs)?;
+    import(&rootfs, BASE)?;
+    import(&daemon_tarball(&dir)?, DAEMON)?;
+    // The runtime stage copies from images only: an empty context is enough.
     let context = dir.join("context");
-    std::fs::create_dir_all(context.join("prebuilt"))?;
-    let binary = target_dir().join("release/sentinel");
-    std::fs::copy(&binary, context.join("prebuilt/sentinel"))
-        .with_context(|| format!("copying {}", binary.display()))?;
+    std::fs::create_dir_all(&context)?;
     println!("image: building {name} (Dockerfile target runtime, daemon from this machine)");
     run(docker()
         .args(["build", "--target", "runtime"])
-        .args(["--build-arg", "DAEMON=prebuilt"])
+        .arg("--build-arg")
+        .arg(format!("DAEMON={DAEMON}"))
         .arg("--build-arg")
         .arg(format!("RUNTIME_BASE={BASE}"))
         .arg("-f")
         .arg(workspace_root().join("Dockerfile"))
         .args(["-t", &name])
         .arg(&context)
-        // The `prebuilt` stage is only skipped by BuildKit (the classic builder builds every
-        // stage before the target, the from-source one included).
+        // Only BuildKit skips the unused from-source stage (the classic builder builds every
+        // stage before the target).
         .env("DOCKER_BUILDKIT", "1"))?;
     let size = inspect(&name, "{{.Size}}")?;
     let mib = size.parse::<f64>().unwrap_or(0.0) / (1024.0 * 1024.0);
@@ -128,10 +132,34 @@ fn rootfs(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(tarball)
 }
 
-/// Imports the rootfs as [`BASE`] unless the image there already came from this tarball.
-fn import_base(rootfs: &Path) -> anyhow::Result<()> {
+/// A tarball of out/sentinel (the release binary), for [`DAEMON`].
+fn daemon_tarball(dir: &Path) -> anyhow::Result<PathBuf> {
+    let staging = dir.join("daemon");
+    std::fs::create_dir_all(staging.join("out"))?;
+    let binary = target_dir().join("release/sentinel");
+    std::fs::copy(&binary, staging.join("out/sentinel"))
+        .with_context(|| format!("copying {}", binary.display()))?;
+    let tarball = dir.join("daemon.tar");
+    // Fixed owner and time: the same binary gives the same tarball, hence no re-import.
+    run(Command::new("tar")
+        .args([
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "--mtime=@0",
+            "-C",
+        ])
+        .arg(&staging)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("out/sentinel"))?;
+    Ok(tarball)
+}
+
+/// Imports `tarball` as image `name` unless the image there already came from it.
+fn import(tarball: &Path, name: &str) -> anyhow::Result<()> {
     let out = Command::new("sha256sum")
-        .arg(rootfs)
+        .arg(tarball)
         .output()
         .context("running sha256sum")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -141,23 +169,24 @@ fn import_base(rootfs: &Path) -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_owned();
     if sha.is_empty() {
-        bail!("sha256sum {} gave no digest", rootfs.display());
+        bail!("sha256sum {} gave no digest", tarball.display());
     }
     let current = inspect(
-        BASE,
-        &format!("{{{{index .Config.Labels \"{ROOTFS_LABEL}\"}}}}"),
+        name,
+        &format!("{{{{index .Config.Labels \"{SOURCE_LABEL}\"}}}}"),
     );
     if current.as_deref().is_ok_and(|c| c == sha) {
-        println!("image: base {BASE} is up to date");
+        println!("image: {name} is up to date");
         return Ok(());
     }
-    println!("image: importing {} as {BASE}", rootfs.display());
+    println!("image: importing {} as {name}", tarball.display());
     run(docker()
         .arg("import")
         .arg("--change")
-        .arg(format!("LABEL {ROOTFS_LABEL}={sha}"))
-        .arg(rootfs)
-        .arg(BASE))
+        .arg(format!("LABEL {SOURCE_LABEL}={sha}"))
+        .arg(tarball)
+        .arg(name)
+        .stdout(Stdio::null()))
 }
 
 /// `docker image inspect -f format name`.
