@@ -3,6 +3,7 @@
 mod bench;
 mod browser;
 mod container;
+mod cross;
 mod demo;
 mod engine;
 mod image;
@@ -38,6 +39,13 @@ enum Job {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Set up if needed and build the release daemon; `--target aarch64-unknown-linux-gnu`
+    /// cross-builds it (std from rust-src, Debian's cross gcc, installed on first use).
+    Build {
+        /// A target triple other than this machine's.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Build the image compose.yaml names, offline: a Debian base from mmdebstrap and the daemon
     /// built here, with the engine at `DOCKER_HOST`. Idempotent.
     Image,
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         Job::Setup => setup::setup(),
         Job::Run { args } => run(&args),
         Job::Test { only } => test::test(only.as_deref()),
+        Job::Build { target } => cross::build(target.as_deref()),
         Job::Image => image::image(),
         Job::Bench { which } => bench::bench(which),
         Job::Lab { what: LabJob::Demo } => demo::demo(),
