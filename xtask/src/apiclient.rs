@@ -15,7 +15,7 @@ pub fn wait_api(ns: &str) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if http_get(ns, "/api/summary").is_ok_and(|(s, _)| s == 200) {
-            println!("container: API up after {:.1?}", start.elapsed());
+            println!("api: up after {:.1?}", start.elapsed());
             return Ok(());
         }
         if start.elapsed() > Duration::from_secs(60) {
@@ -32,7 +32,7 @@ pub fn wait_totals(ns: &str, expected: (u64, u64), what: &str) -> anyhow::Result
     while start.elapsed() < Duration::from_secs(30) {
         last = totals(ns).ok();
         if last == Some(expected) {
-            println!("container: totals exact {what}: {expected:?}");
+            println!("api: totals exact {what}: {expected:?}");
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(300));

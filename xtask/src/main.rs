@@ -1,5 +1,6 @@
 //! `cargo xtask <job>`: one subcommand per job. See `cargo xtask --help`.
 
+mod apiclient;
 mod bench;
 mod browser;
 mod container;
@@ -7,8 +8,11 @@ mod cross;
 mod demo;
 mod engine;
 mod image;
+mod install;
 mod setup;
 mod test;
+mod vm;
+mod vm_guest;
 
 use std::process::ExitCode;
 
@@ -49,6 +53,19 @@ enum Job {
     /// Build the image compose.yaml names, offline: a Debian base from mmdebstrap and the daemon
     /// built here, with the engine at `DOCKER_HOST`. Idempotent.
     Image,
+    /// Install the daemon as a systemd service (binary, unit, settings file) and start it.
+    Install {
+        /// Stage the files under this directory instead, and start nothing.
+        #[arg(long)]
+        root: Option<std::path::PathBuf>,
+    },
+    /// Inside a `vm` tier guest: the checks on the guest's kernel (not for direct use).
+    #[command(hide = true)]
+    VmGuest {
+        /// The attach mode the daemon must choose on this kernel.
+        #[arg(long)]
+        attach: String,
+    },
     /// The network-namespace lab.
     Lab {
         #[command(subcommand)]
@@ -75,6 +92,8 @@ fn main() -> ExitCode {
         Job::Test { only } => test::test(only.as_deref()),
         Job::Build { target } => cross::build(target.as_deref()),
         Job::Image => image::image(),
+        Job::Install { root } => install::install(root.as_deref()),
+        Job::VmGuest { attach } => vm_guest::guest(&attach),
         Job::Bench { which } => bench::bench(which),
         Job::Lab { what: LabJob::Demo } => demo::demo(),
     };

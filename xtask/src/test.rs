@@ -116,6 +116,18 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
         job: Some(crate::browser::browser_tier),
     });
     out.push(Tier {
+        name: "unit-arm64",
+        args: Vec::new(),
+        nightly: false,
+        job: Some(crate::cross::unit_arm64_tier),
+    });
+    out.push(Tier {
+        name: "vm",
+        args: Vec::new(),
+        nightly: false,
+        job: Some(crate::vm::vm_tier),
+    });
+    out.push(Tier {
         name: "container",
         args: Vec::new(),
         nightly: false,
