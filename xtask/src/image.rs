@@ -83,14 +83,21 @@ pub fn image() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The image name compose.yaml gives the service (`image:`), so `docker compose up` finds it.
+/// The image name compose.yaml gives the service (`image:`, the default of
+/// `${SENTINEL_IMAGE:-...}`), so `docker compose up` finds it.
 pub fn compose_image() -> anyhow::Result<String> {
     let path = workspace_root().join("compose.yaml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .find_map(|l| l.trim().strip_prefix("image:"))
-        .map(|n| n.trim().trim_matches('"').to_owned())
+        .map(|n| n.trim().trim_matches('"'))
+        .map(
+            |n| match n.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                Some(var) => var.split_once(":-").map_or("", |(_, d)| d).to_owned(),
+                None => n.to_owned(),
+            },
+        )
         .filter(|n| !n.is_empty())
         .with_context(|| format!("no `image:` in {}", path.display()))
 }
