@@ -66,6 +66,9 @@ enum Job {
         #[arg(long)]
         attach: String,
     },
+    /// The daemon on a namespace lab with a few minutes of realistic traffic; prints the
+    /// dashboard's URL (on this machine's loopback). Same as `lab demo`.
+    Demo(DemoArgs),
     /// The network-namespace lab.
     Lab {
         #[command(subcommand)]
@@ -80,8 +83,31 @@ enum Job {
 
 #[derive(Subcommand)]
 enum LabJob {
-    /// Builds a lab, runs the daemon on its NAS and sends known traffic; removes the lab after.
-    Demo,
+    /// Builds a lab, runs the daemon on its NAS and sends a realistic mix; removes the lab after.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Minutes of traffic (1 to 30).
+    #[arg(long, default_value_t = 3)]
+    minutes: u64,
+    /// The loopback port that forwards to the dashboard.
+    #[arg(long, default_value_t = 18080)]
+    port: u16,
+    /// Save a screenshot of the dashboard (headless Chromium) to this PNG.
+    #[arg(long)]
+    screenshot: Option<std::path::PathBuf>,
+}
+
+impl DemoArgs {
+    fn options(self) -> demo::Options {
+        demo::Options {
+            minutes: self.minutes,
+            port: self.port,
+            screenshot: self.screenshot,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -95,7 +121,10 @@ fn main() -> ExitCode {
         Job::Install { root } => install::install(root.as_deref()),
         Job::VmGuest { attach } => vm_guest::guest(&attach),
         Job::Bench { which } => bench::bench(which),
-        Job::Lab { what: LabJob::Demo } => demo::demo(),
+        Job::Demo(args)
+        | Job::Lab {
+            what: LabJob::Demo(args),
+        } => demo::demo(&args.options()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
