@@ -1,10 +1,18 @@
 //! `cargo xtask <job>`: one subcommand per job. See `cargo xtask --help`.
 
+mod apiclient;
 mod bench;
 mod browser;
+mod container;
+mod cross;
 mod demo;
+mod engine;
+mod image;
+mod install;
 mod setup;
 mod test;
+mod vm;
+mod vm_guest;
 
 use std::process::ExitCode;
 
@@ -35,6 +43,32 @@ enum Job {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Set up if needed and build the release daemon; `--target aarch64-unknown-linux-gnu`
+    /// cross-builds it (std from rust-src, Debian's cross gcc, installed on first use).
+    Build {
+        /// A target triple other than this machine's.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Build the image compose.yaml names, offline: a Debian base from mmdebstrap and the daemon
+    /// built here, with the engine at `DOCKER_HOST`. Idempotent.
+    Image,
+    /// Install the daemon as a systemd service (binary, unit, settings file) and start it.
+    Install {
+        /// Stage the files under this directory instead, and start nothing.
+        #[arg(long)]
+        root: Option<std::path::PathBuf>,
+    },
+    /// Inside a `vm` tier guest: the checks on the guest's kernel (not for direct use).
+    #[command(hide = true)]
+    VmGuest {
+        /// The attach mode the daemon must choose on this kernel.
+        #[arg(long)]
+        attach: String,
+    },
+    /// The daemon on a namespace lab with a few minutes of realistic traffic; prints the
+    /// dashboard's URL (on this machine's loopback). Same as `lab demo`.
+    Demo(DemoArgs),
     /// The network-namespace lab.
     Lab {
         #[command(subcommand)]
@@ -49,8 +83,31 @@ enum Job {
 
 #[derive(Subcommand)]
 enum LabJob {
-    /// Builds a lab, runs the daemon on its NAS and sends known traffic; removes the lab after.
-    Demo,
+    /// Builds a lab, runs the daemon on its NAS and sends a realistic mix; removes the lab after.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Minutes of traffic (1 to 30).
+    #[arg(long, default_value_t = 3)]
+    minutes: u64,
+    /// The loopback port that forwards to the dashboard.
+    #[arg(long, default_value_t = 18080)]
+    port: u16,
+    /// Save a screenshot of the dashboard (headless Chromium) to this PNG.
+    #[arg(long)]
+    screenshot: Option<std::path::PathBuf>,
+}
+
+impl DemoArgs {
+    fn options(self) -> demo::Options {
+        demo::Options {
+            minutes: self.minutes,
+            port: self.port,
+            screenshot: self.screenshot,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -59,8 +116,15 @@ fn main() -> ExitCode {
         Job::Setup => setup::setup(),
         Job::Run { args } => run(&args),
         Job::Test { only } => test::test(only.as_deref()),
+        Job::Build { target } => cross::build(target.as_deref()),
+        Job::Image => image::image(),
+        Job::Install { root } => install::install(root.as_deref()),
+        Job::VmGuest { attach } => vm_guest::guest(&attach),
         Job::Bench { which } => bench::bench(which),
-        Job::Lab { what: LabJob::Demo } => demo::demo(),
+        Job::Demo(args)
+        | Job::Lab {
+            what: LabJob::Demo(args),
+        } => demo::demo(&args.options()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,7 +28,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const MANUAL_STEPS: &str = "\
 Manual set-up (as root, on Debian 12 or similar):
   apt-get update && apt-get install -y llvm-22-dev bpftool iproute2 ethtool e2fsprogs
-  rustup component add rust-src --toolchain nightly
+  rustup toolchain install $(cat sentinel-ebpf/ebpf-toolchain) --profile minimal --component rust-src
   LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --version 0.13.0 \\
       --no-default-features --features llvm-22";
 
@@ -77,26 +77,90 @@ fn dpkg_installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
+/// The nightly that builds the eBPF crate, pinned in one file read by `sentinel/build.rs`, by
+/// this set-up and (through `cargo xtask setup`) by the Dockerfile.
+pub fn ebpf_pin() -> anyhow::Result<String> {
+    let path = workspace_root().join("sentinel-ebpf/ebpf-toolchain");
+    let pin = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the nightly pin {}", path.display()))?;
+    Ok(pin.trim().to_owned())
+}
+
+/// The installed toolchain that is the pinned nightly, the same choice `sentinel/build.rs`
+/// makes: the pin by name, else a plain `nightly` whose channel manifest has the pin's date.
+pub fn ebpf_toolchain() -> anyhow::Result<Option<String>> {
+    let pin = ebpf_pin()?;
+    if sysroot(&pin).is_some() {
+        return Ok(Some(pin));
+    }
+    let date = pin.strip_prefix("nightly-").unwrap_or(&pin);
+    let same = sysroot("nightly").is_some_and(|root| {
+        std::fs::read_to_string(
+            std::path::Path::new(&root).join("lib/rustlib/multirust-channel-manifest.toml"),
+        )
+        .is_ok_and(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("date = "))
+                .is_some_and(|d| d.trim_matches('"') == date)
+        })
+    });
+    Ok(same.then(|| "nightly".to_owned()))
+}
+
+fn sysroot(toolchain: &str) -> Option<String> {
+    let out = Command::new("rustup")
+        .args(["run", toolchain, "rustc", "--print", "sysroot"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 fn nightly_rust_src() -> anyhow::Result<()> {
+    let pin = ebpf_pin()?;
+    let toolchain = match ebpf_toolchain()? {
+        Some(t) => t,
+        None => {
+            println!("setup: installing the pinned eBPF toolchain {pin} (with rust-src)");
+            run(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                &pin,
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]))
+            .with_context(|| {
+                format!(
+                    "the pinned nightly {pin} (sentinel-ebpf/ebpf-toolchain) is not installed and \
+                     rustup could not install it.\n{MANUAL_STEPS}"
+                )
+            })?;
+            pin.clone()
+        }
+    };
     let installed = Command::new("rustup")
-        .args(["+nightly", "component", "list", "--installed"])
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            &toolchain,
+        ])
         .output()
         .context("running rustup (is the Rust toolchain installed through rustup?)")?;
-    if !installed.status.success() {
-        bail!(
-            "the nightly toolchain is missing (rustup +nightly failed): aya-build compiles the eBPF \
-             crate with nightly.\n{MANUAL_STEPS}"
-        );
-    }
     if String::from_utf8_lossy(&installed.stdout)
         .lines()
         .any(|l| l.starts_with("rust-src"))
     {
-        println!("setup: nightly rust-src present");
+        println!("setup: eBPF toolchain {toolchain} (pin {pin}) with rust-src present");
         return Ok(());
     }
-    println!("setup: adding rust-src to the nightly toolchain");
-    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    println!("setup: adding rust-src to {toolchain}");
+    run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", &toolchain]))
 }
 
 fn bpf_linker() -> anyhow::Result<()> {

@@ -115,6 +115,24 @@ fn tiers() -> anyhow::Result<Vec<Tier>> {
         nightly: false,
         job: Some(crate::browser::browser_tier),
     });
+    out.push(Tier {
+        name: "unit-arm64",
+        args: Vec::new(),
+        nightly: false,
+        job: Some(crate::cross::unit_arm64_tier),
+    });
+    out.push(Tier {
+        name: "vm",
+        args: Vec::new(),
+        nightly: false,
+        job: Some(crate::vm::vm_tier),
+    });
+    out.push(Tier {
+        name: "container",
+        args: Vec::new(),
+        nightly: false,
+        job: Some(crate::container::container_tier),
+    });
     out.push(tier(
         "bench-smoke",
         &[
@@ -168,8 +186,9 @@ pub fn test(only: Option<&str>) -> anyhow::Result<()> {
         println!("\n==== tier {} ====", t.name);
         let start = Instant::now();
         let mut cmd = if t.nightly {
+            let toolchain = setup::ebpf_toolchain()?.unwrap_or_else(|| "nightly".to_owned());
             let mut c = Command::new("rustup");
-            c.args(["run", "nightly", "cargo"]);
+            c.args(["run", &toolchain, "cargo"]);
             c
         } else {
             Command::new(cargo_bin())
