@@ -182,8 +182,6 @@ pub enum ConfigError {
         max: u64,
     },
     /// An empty interface name.
-    #[error("MONITOR_IFACE is set but empty; unset it to use the default-route interface")]
-    EmptyIface,
     /// `WEB_AUTH` set to nothing.
     #[error(
         "WEB_AUTH is set but empty; unset it to run without authentication, or give user:password"
@@ -255,8 +253,11 @@ impl DaemonArgs {
     /// Validates everything at once.
     pub fn validate(self) -> Result<Config, ConfigError> {
         let iface = match self.iface {
-            Some(name) if name.trim().is_empty() => return Err(ConfigError::EmptyIface),
-            other => other,
+            // Empty means "not chosen", as compose's `MONITOR_IFACE: ${MONITOR_IFACE:-}` passes it:
+            // the default route's interface (logged at start-up), never a made-up one.
+            Some(name) if name.trim().is_empty() => None,
+            Some(name) => Some(name.trim().to_owned()),
+            None => None,
         };
         let manual_lan_prefixes = self
             .exclude_ipv6_prefix
@@ -502,7 +503,12 @@ mod tests {
     fn ranges_and_names_are_checked() {
         assert!(cli(&["--ipv6-lan-prefix-len", "8"]).is_err());
         assert!(cli(&["--ipv6-lan-prefix-len", "129"]).is_err());
-        assert!(cli(&["--iface", " "]).is_err());
+        // Empty (compose's `${MONITOR_IFACE:-}`) means the default route's interface.
+        assert_eq!(cli(&["--iface", " "]).expect("empty is auto").iface, None);
+        assert_eq!(
+            cli(&["--iface", "eth1 "]).expect("named").iface.as_deref(),
+            Some("eth1")
+        );
         // The choices are clap value enums: a bad value is refused while parsing, naming the
         // values that are allowed.
         for (flag, bad) in [
