@@ -17,10 +17,7 @@ use xtask::lab::{
     LAN_V4, LAN_V6, Lab, NAS_V4, NAS_V6, UdpSink, WAN_V4, WAN_V6, send_udp, tcp_transfer,
 };
 
-use crate::{
-    apiclient::{http_get, totals, wait_api, wait_totals},
-    setup::workspace_root,
-};
+use crate::apiclient::{http_get, totals, wait_api, wait_totals};
 
 const PORT: u16 = 9999;
 const WORK: &str = "/tmp/vm-guest";
@@ -172,7 +169,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(lab: &Lab, n: u32, capsh: &[&str]) -> anyhow::Result<Self> {
-        let binary = workspace_root().join("target/release/sentinel");
+        let binary = crate::image::target_dir().join("release/sentinel");
         let log = PathBuf::from(format!("{WORK}/daemon-{n}.log"));
         let file = std::fs::File::create(&log)?;
         let mut cmd = Command::new("nsenter");
