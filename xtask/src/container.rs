@@ -125,6 +125,10 @@ fn checks(lab: &Lab, engine: &Engine, compose: &Compose, project: &Path) -> anyh
     if !status.contains("\"backend\":\"ebpf\"") {
         bail!("the container does not capture with eBPF: {status}");
     }
+    // The daemon's own bpffs mount propagated to the host: it must know its pins are durable.
+    if !status.contains("\"counters_survive_restart\":true") {
+        bail!("the container does not report durable pins: {status}");
+    }
     println!("container: SIGKILL + start kept the totals exact (pins on the propagated bpffs)");
     let stop = Instant::now();
     run(engine
