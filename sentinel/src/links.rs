@@ -241,14 +241,29 @@ fn unicast_list(ifindex: u32) -> Result<Vec<[u8; 6]>, LinkError> {
     header(&mut req, RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP);
     req[NLMSG_HDRLEN] = AF_BRIDGE;
     let mut out = Vec::new();
-    transact(&req, ifindex, "RTM_GETNEIGH AF_BRIDGE", |kind, body| {
+    let dumped = transact(&req, ifindex, "RTM_GETNEIGH AF_BRIDGE", |kind, body| {
         if kind == RTM_NEWNEIGH
             && let Some(mac) = self_unicast(body, ifindex)
         {
             out.push(mac);
         }
-    })?;
-    Ok(out)
+    });
+    match dumped {
+        Ok(_) => Ok(out),
+        // No AF_BRIDGE neighbour dump at all (netlink emulations such as qemu-user's, stripped
+        // kernels): there is no unicast list to read, so no children's MACs are known; the
+        // interface's own traffic still counts.
+        Err(LinkError::Netlink { source, .. })
+            if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+        {
+            tracing::debug!(
+                ifindex,
+                "no AF_BRIDGE neighbour dump here; no child MACs known"
+            );
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The MAC of an RTM_NEWNEIGH body when it is a unicast `self` entry of `ifindex`.
