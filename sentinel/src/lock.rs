@@ -188,7 +188,11 @@ mod tests {
         // conflicts like another process would.
         let second = lock(file(&path), "the database", &db, &path);
         match second {
-            Err(LockError::Busy { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            // The owner's pid comes from /proc/locks; when it is named, it is ours (a busy
+            // machine has shown a read that named nobody: the message then says "unknown").
+            Err(LockError::Busy { pid, .. }) => {
+                assert!(pid.is_none_or(|p| p == std::process::id()), "{pid:?}")
+            }
             other => panic!("expected Busy, got {other:?}"),
         }
         drop(first);
