@@ -14,7 +14,7 @@ pub mod afpacket;
 pub mod ebpf;
 
 use sentinel_common::abi::{
-    Counters, ERROR_SLOTS, ErrorKind, RemoteCounters, RemoteKey, TOTALS_SLOTS, Verdict,
+    Counters, ERROR_SLOTS, ErrorKind, RemoteCounters, RemoteKey, ServiceKey, TOTALS_SLOTS, Verdict,
     totals_index,
 };
 
@@ -146,6 +146,11 @@ pub struct Snapshot {
     /// (more distinct remotes than it holds between two snapshots); stored as "other". Over time,
     /// per-remote sums plus this equal the up and down totals.
     pub other_remotes: RemoteCounters,
+    /// Each service (`sentinel_common::service`) that moved since the previous snapshot.
+    pub services: Vec<(ServiceKey, RemoteCounters)>,
+    /// Public traffic the backend could not keep per service; per-service sums plus this equal
+    /// the up and down totals.
+    pub other_services: RemoteCounters,
     /// Frames the backend saw but could not count (ring overruns, socket drops); monotonic.
     pub drops: u64,
 }

@@ -112,10 +112,13 @@ impl Shared {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut tally = lock(&self.tally);
         let (remotes, other_remotes) = tally.take_remotes();
+        let (services, other_services) = tally.take_services();
         Snapshot {
             totals: tally.totals,
             remotes,
             other_remotes,
+            services,
+            other_services,
             drops: tally.drops,
         }
     }

@@ -7,6 +7,7 @@ pub mod durability;
 mod filters;
 pub mod pins;
 pub mod remotes;
+mod services;
 mod tries;
 
 use std::{
@@ -339,8 +340,9 @@ impl KernelClassifier {
         Ok(out)
     }
 
-    /// What every remote added since the previous call (summed over CPUs), and what the maps had
-    /// no room for; what is returned is deleted from the kernel (see [`remotes`]).
+    /// What every remote and every service added since the previous call (summed over CPUs), and
+    /// what the maps had no room for; what is returned is deleted from the kernel (see
+    /// [`remotes`]).
     pub fn drain_remotes(&mut self) -> Result<RemoteRead, EbpfError> {
         remotes::drain(&mut self.ebpf, &mut self.side)
     }
@@ -449,6 +451,8 @@ impl super::Backend for KernelClassifier {
             totals,
             remotes: read.remotes,
             other_remotes: read.other,
+            services: read.services,
+            other_services: read.other_services,
             drops: 0,
         })
     }
