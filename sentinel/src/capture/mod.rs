@@ -14,8 +14,8 @@ pub mod afpacket;
 pub mod ebpf;
 
 use sentinel_common::abi::{
-    Counters, ERROR_SLOTS, ErrorKind, RemoteCounters, RemoteKey, ServiceKey, TOTALS_SLOTS, Verdict,
-    totals_index,
+    Counters, ERROR_SLOTS, ErrorKind, ListenKey, RemoteCounters, RemoteKey, ServiceKey,
+    TOTALS_SLOTS, Verdict, totals_index,
 };
 
 use crate::classify::AddressPlan;
@@ -107,6 +107,8 @@ pub trait Capture: Send {
     fn check(&mut self) -> Attached;
     /// Replaces the address plan the classification uses.
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError>;
+    /// Replaces the NAS's listening ports the per-service rule uses (`sentinel_common::service`).
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError>;
     /// The current monotonic counters.
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
 }
@@ -117,6 +119,8 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Replaces the address plan the classification uses.
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError>;
+    /// Replaces the NAS's listening ports the per-service rule uses (`sentinel_common::service`).
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError>;
     /// The current monotonic counters, and the per-remote growth since the previous call (each
     /// byte is handed over once).
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;

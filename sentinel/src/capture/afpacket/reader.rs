@@ -11,6 +11,7 @@
 //!
 //! This module must not know the ring's memory layout or the counting rules.
 
+use sentinel_common::abi::ListenKey;
 use std::{
     sync::{
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
@@ -107,6 +108,10 @@ impl Shared {
             *table = lock(&self.table).clone();
             *generation = now;
         }
+    }
+
+    pub(crate) fn set_listening(&self, ports: &[ListenKey]) {
+        lock(&self.tally).set_listening(ports);
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {

@@ -24,7 +24,7 @@ use aya::{
 use ipnet::IpNet;
 use sentinel_common::abi::{
     ABI_VERSION, BASELINE_PROGRAM_NAME, CONFIG_ABI, CONFIG_INSTANCE, Counters, ERROR_SLOTS,
-    MAP_CONFIG, MAP_ERRORS, MAP_TOTALS, PROGRAM_NAME, TOTALS_SLOTS,
+    ListenKey, MAP_CONFIG, MAP_ERRORS, MAP_TOTALS, PROGRAM_NAME, TOTALS_SLOTS,
 };
 
 pub use self::attach::{AttachPreference, Attachment};
@@ -435,6 +435,14 @@ impl super::Backend for KernelClassifier {
         KernelClassifier::set_addresses(self, plan).map_err(|e| super::BackendError {
             backend: "ebpf",
             context: "updating the address tries".into(),
+            source: Box::new(e),
+        })
+    }
+
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), super::BackendError> {
+        KernelClassifier::set_listening(self, ports).map_err(|e| super::BackendError {
+            backend: "ebpf",
+            context: "updating the listening ports".into(),
             source: Box::new(e),
         })
     }
