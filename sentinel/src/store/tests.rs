@@ -211,7 +211,7 @@ fn a_batch_committed_without_our_knowing_is_released_not_written_twice() {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .expect("tx");
-    write_batch(&tx, &batch, seq + 1, "2025-03-15 06:37:21").expect("write");
+    write_batch(&tx, &batch, seq + 1, "2025-03-15 06:37:21", 1000).expect("write");
     tx.commit().expect("commit");
     let mut writer = Writer {
         conn,

@@ -323,6 +323,8 @@ impl Supervisor {
             down,
             remotes: &remotes,
             other_remotes: deltas.other_remotes,
+            services: &deltas.services,
+            other_services: deltas.other_services,
             checkpoint: Some(checkpoint.to_bytes()),
         });
         let sample = SpeedSample {
