@@ -18,6 +18,7 @@ pub mod listening;
 pub mod lock;
 pub mod meter;
 pub mod run;
+pub mod service_names;
 pub mod status;
 pub mod store;
 pub mod supervisor;

@@ -300,7 +300,11 @@ fn a_version_1_database_is_backed_up_and_upgraded_with_its_totals_rebuilt() {
     }
     let store = Store::open(&path, Zone::UTC, options(Duration::from_secs(3600))).expect("upgrade");
     let report = store.open_report().clone();
-    assert_eq!(report.migrations.len(), 3, "v1 -> v2 -> v3 -> v4: {report:?}");
+    assert_eq!(
+        report.migrations.len(),
+        3,
+        "v1 -> v2 -> v3 -> v4: {report:?}"
+    );
     let backup = report.backup.expect("backup before the upgrade");
     let old_version: i64 = Connection::open(&backup)
         .expect("backup")
