@@ -142,3 +142,22 @@ async fn bad_parameters_are_400_json() {
         assert!(r.json()["error"].is_string(), "{uri}: {}", r.text());
     }
 }
+
+#[tokio::test]
+async fn metrics_carry_the_top_services_bytes() {
+    let env = env();
+    let router = env.router();
+    let text = get(&router, "/metrics").await.text();
+    for line in [
+        "# TYPE sentinel_service_bytes_total counter",
+        "sentinel_service_bytes_total{service=\"tcp/8096 server\",name=\"Jellyfin\",direction=\"up\"} 3000000",
+        "sentinel_service_bytes_total{service=\"tcp/8096 server\",name=\"Jellyfin\",direction=\"down\"} 10000",
+        "sentinel_service_bytes_total{service=\"tcp/445 server\",name=\"SMB\",direction=\"up\"} 5000",
+        "sentinel_service_bytes_total{service=\"icmp/0 none\",name=\"ICMP\",direction=\"down\"} 84",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}
