@@ -45,8 +45,8 @@ async function clickAndQuery(page, selector) {
 
 // The element's text as written (textContent), not as CSS transforms it (innerText).
 /** The top-10 table as [rank, ip, bytes_fmt] rows (the bytes cell also holds the ▲/▼ split). */
-const topRows = (page) =>
-  page.locator('#top-ips tr').evaluateAll((trs) =>
+const topRows = (page, body = '#top-ips') =>
+  page.locator(`${body} tr`).evaluateAll((trs) =>
     trs.map((tr) => {
       const td = [...tr.children];
       return [td[0].textContent, td[1] && td[1].textContent, td[2] && td[2].firstChild.textContent];
@@ -199,6 +199,18 @@ describe('dashboard', () => {
     assert.equal(rows.length, Math.min(10, top.top_ips.length) || 1);
     top.top_ips.slice(0, 10).forEach((ip, i) => {
       assert.deepEqual(rows[i].slice(0, 3), [String(i + 1), ip.ip, ip.bytes_fmt]);
+    });
+
+    // The services panel beside it: the same day, rank, "name · proto/port · role", total.
+    const svc = bodies.get('/api/services');
+    const srows = await topRows(page, '#top-services');
+    assert.equal(srows.length, Math.min(10, svc.services.length) || 1);
+    svc.services.slice(0, 10).forEach((x, i) => {
+      assert.equal(srows[i][0], String(i + 1));
+      assert.equal(srows[i][2], x.total_fmt);
+      const where = x.port ? `${x.proto}/${x.port}` : x.proto;
+      assert.ok(srows[i][1].includes(where), `${srows[i][1]} names ${where}`);
+      if (x.name) assert.ok(srows[i][1].startsWith(x.name), srows[i][1]);
     });
     assert.deepEqual(log.external, []);
     assert.deepEqual(unexpected(log), []);
