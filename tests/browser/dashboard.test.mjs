@@ -555,6 +555,8 @@ describe('dashboard', () => {
     await page.route('**/api/history/today_hours', strip(['total_bytes', 'utc_offset']));
     await page.route('**/api/query*', strip(['utc_offset']));
     await page.route('**/api/status', (r) => r.fulfill({ status: 404, contentType: 'text/html', body: '<h1>Not Found</h1>' }));
+    // The seed has no /api/services: the services panel says so, the rest works.
+    await page.route('**/api/services*', (r) => r.fulfill({ status: 404, contentType: 'text/html', body: '<h1>Not Found</h1>' }));
     await page.route('**/api/health', (r) => r.fulfill({ json: { status: 'ok', ts: '2025-03-15T14:37:22.183521' } }));
     await loadDashboard(env, page);
     assert.notEqual(await text(page, '#s-today-total'), '--');
@@ -563,9 +565,10 @@ describe('dashboard', () => {
     assert.ok(await page.locator('#st-capture').isHidden());
     assert.ok(await page.locator('#query-result').isVisible(), 'the default query still runs');
     assert.ok((await page.locator('#top-ips tr').count()) >= 1);
-    assert.equal(await page.locator('.ip-split').count(), 0);
+    assert.equal(await page.locator('#top-ips .ip-split').count(), 0);
+    assert.match(await text(page, '#err-services'), /api\/services: HTTP 404/);
     await clickAndQuery(page, '.shortcut-btn[data-quick="today"]');
-    // Only the browser's own line for the 404 of /api/status.
+    // Only the browser's own lines for the 404s of /api/status and /api/services.
     assert.deepEqual(unexpected(log, [/status of 404/]), []);
     await ctx.close();
   });
