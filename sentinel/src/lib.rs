@@ -14,6 +14,7 @@ pub mod drain;
 pub mod healthcheck;
 pub mod iface;
 pub mod links;
+pub mod listeners;
 pub mod listening;
 pub mod lock;
 pub mod meter;

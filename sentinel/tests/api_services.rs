@@ -11,8 +11,10 @@ mod api_support;
 
 use api_support::{Env, get, get_json, local};
 use axum::http::StatusCode;
-use sentinel::store::Sample;
-use sentinel_common::abi::{ROLE_CLIENT, ROLE_NONE, ROLE_SERVER, RemoteCounters, ServiceKey};
+use sentinel::{listeners::Listener, store::Sample};
+use sentinel_common::abi::{
+    ListenKey, ROLE_CLIENT, ROLE_NONE, ROLE_SERVER, RemoteCounters, ServiceKey,
+};
 use serde_json::json;
 
 fn c(up: u64, down: u64) -> RemoteCounters {
@@ -58,6 +60,20 @@ fn env() -> Env {
         other_services: c(0, 5),
         ..Sample::default()
     });
+    // Jellyfin listens on 8096 in a container; a process also listens on 443, but the HTTPS
+    // row is client traffic (the NAS fetched from remote port 443), so it names no process.
+    env.capture.write().expect("status").listeners = vec![
+        Listener {
+            key: ListenKey::new(6, 8096),
+            process: Some("jellyfin".into()),
+            container: Some("4f1c0e4b5e2f".into()),
+        },
+        Listener {
+            key: ListenKey::new(6, 443),
+            process: Some("nginx".into()),
+            container: None,
+        },
+    ];
     env
 }
 
@@ -71,14 +87,17 @@ async fn services_default_to_today_with_names_roles_and_an_exact_other() {
         json!({
             "services": [
                 { "proto": "tcp", "port": 8096, "role": "server", "name": "Jellyfin",
+                  "process": "jellyfin", "container": "4f1c0e4b5e2f",
                   "up_bytes": 3_000_000, "down_bytes": 10_000, "total_bytes": 3_010_000,
                   "up_packets": 3000, "down_packets": 10,
                   "up_fmt": "2.86 MB", "down_fmt": "9.77 KB", "total_fmt": "2.87 MB" },
                 { "proto": "tcp", "port": 443, "role": "client", "name": "HTTPS",
+                  "process": null, "container": null,
                   "up_bytes": 4000, "down_bytes": 300_000, "total_bytes": 304_000,
                   "up_packets": 4, "down_packets": 300,
                   "up_fmt": "3.91 KB", "down_fmt": "292.97 KB", "total_fmt": "296.88 KB" },
                 { "proto": "icmp", "port": 0, "role": "none", "name": "ICMP",
+                  "process": null, "container": null,
                   "up_bytes": 84, "down_bytes": 84, "total_bytes": 168,
                   "up_packets": 0, "down_packets": 0,
                   "up_fmt": "84.00 B", "down_fmt": "84.00 B", "total_fmt": "168.00 B" },

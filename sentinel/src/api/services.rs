@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use sentinel_common::abi::{ROLE_CLIENT, ROLE_SERVER, RemoteCounters, ServiceKey};
+use sentinel_common::abi::{ListenKey, ROLE_CLIENT, ROLE_SERVER, RemoteCounters, ServiceKey};
 use serde_json::{Value, json};
 
 use super::{
@@ -47,12 +47,33 @@ fn counters(c: &RemoteCounters, units: Units) -> serde_json::Map<String, Value> 
     }
 }
 
-fn service(state: &ApiState, key: &ServiceKey, c: &RemoteCounters) -> Value {
+fn service(
+    state: &ApiState,
+    owners: &[crate::listeners::Listener],
+    key: &ServiceKey,
+    c: &RemoteCounters,
+) -> Value {
     let mut m = counters(c, state.billing.units);
     m.insert("proto".into(), json!(proto_text(key.proto)));
     m.insert("port".into(), json!(key.port));
     m.insert("role".into(), json!(role_name(key.role)));
     m.insert("name".into(), json!(state.service_names.name(key)));
+    // Who listens on a server port now (null for client and portless traffic, or not found).
+    let owner = (key.role == ROLE_SERVER)
+        .then(|| {
+            owners
+                .iter()
+                .find(|l| l.key == ListenKey::new(key.proto, key.port))
+        })
+        .flatten();
+    m.insert(
+        "process".into(),
+        json!(owner.and_then(|l| l.process.clone())),
+    );
+    m.insert(
+        "container".into(),
+        json!(owner.and_then(|l| l.container.clone())),
+    );
     Value::Object(m)
 }
 
@@ -96,10 +117,11 @@ pub async fn services(
     if csv {
         return Ok(csv_response(&state, &top, &format!("{first}-{last}")));
     }
+    let owners = crate::status::read(&state.capture).listeners;
     let items: Vec<Value> = top
         .services
         .iter()
-        .map(|(k, c)| service(&state, k, c))
+        .map(|(k, c)| service(&state, &owners, k, c))
         .collect();
     let other = Value::Object(counters(&top.other, state.billing.units));
     Ok(Json(json!({

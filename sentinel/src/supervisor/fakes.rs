@@ -196,6 +196,18 @@ impl ListeningSource for FakeListening {
     fn read(&mut self) -> Result<Vec<ListenKey>, crate::listening::ListeningError> {
         Ok(self.0.lock().listen_now.clone())
     }
+    fn owners(&mut self) -> Vec<crate::listeners::Listener> {
+        self.0
+            .lock()
+            .listen_now
+            .iter()
+            .map(|key| crate::listeners::Listener {
+                key: *key,
+                process: Some("fake".into()),
+                container: None,
+            })
+            .collect()
+    }
 }
 
 struct FakeFactory(Shared);

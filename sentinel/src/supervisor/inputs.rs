@@ -51,6 +51,8 @@ pub trait Ledger: Send + Sync {
 pub trait ListeningSource: Send {
     /// The current set.
     fn read(&mut self) -> Result<Vec<ListenKey>, ListeningError>;
+    /// The processes and containers behind the listening ports (best effort).
+    fn owners(&mut self) -> Vec<crate::listeners::Listener>;
 }
 
 /// The real listening set: `/proc/self/net` of the daemon's network namespace.
@@ -59,6 +61,13 @@ pub struct OsListening;
 impl ListeningSource for OsListening {
     fn read(&mut self) -> Result<Vec<ListenKey>, ListeningError> {
         crate::listening::read(std::path::Path::new("/proc/self/net"))
+    }
+
+    fn owners(&mut self) -> Vec<crate::listeners::Listener> {
+        crate::listeners::read(
+            std::path::Path::new("/proc/self/net"),
+            std::path::Path::new("/proc"),
+        )
     }
 }
 

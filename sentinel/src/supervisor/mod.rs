@@ -357,6 +357,8 @@ impl Supervisor {
             Ok(()) => {
                 tracing::debug!(ports = ports.len(), "listening ports changed");
                 self.listening_pushed = Some(ports);
+                let listeners = self.listening.owners();
+                status::update(&self.out.status, |s| s.listeners = listeners);
             }
             Err(e) => {
                 tracing::warn!(error = %crate::error_chain(&e), "pushing the listening ports failed; retried at the next refresh");

@@ -311,6 +311,12 @@ async fn the_listening_ports_are_pushed_at_start_and_when_they_change() {
         vec![smb, wg],
         "pushed at the refresh"
     );
+    let owners = h.status().listeners;
+    assert_eq!(
+        owners.iter().map(|l| l.key).collect::<Vec<_>>(),
+        vec![smb, wg],
+        "the owners are read with the new set"
+    );
     let (done, _) = h.stop().await;
     assert!(done.is_ok());
 }
