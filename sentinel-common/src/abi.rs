@@ -6,7 +6,7 @@
 //! to recognise pinned maps of an older layout.
 
 /// Layout version of the maps below; pinned maps carry it in their directory name.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Name of the TC classifier program in the object file.
 pub const PROGRAM_NAME: &str = "sentinel_tc";
@@ -27,8 +27,9 @@ pub const MAP_ADDRS_V6: &str = "SNT_ADDRS_V6";
 /// because userspace knows no trie entry could change their answer; zero, the initial value,
 /// means "always look up"); [`CONFIG_ABI`] and [`CONFIG_INSTANCE`] identify pinned maps.
 pub const MAP_CONFIG: &str = "SNT_CONFIG";
-/// Slots of [`MAP_CONFIG`] ([`CONFIG_SIDE`] and [`CONFIG_LINK`] are in the blocks below).
-pub const CONFIG_SLOTS: u32 = 5;
+/// Slots of [`MAP_CONFIG`] ([`CONFIG_SIDE`], [`CONFIG_LINK`] and [`CONFIG_SERVICES`] are in the
+/// blocks below).
+pub const CONFIG_SLOTS: u32 = 6;
 /// [`MAP_CONFIG`] slot of the `SKIP_*` bits, read by the program.
 pub const CONFIG_SKIP: u32 = 0;
 /// [`MAP_CONFIG`] slot of the [`ABI_VERSION`] that created the pinned maps (userspace only).
@@ -68,6 +69,80 @@ pub const CONFIG_SIDE: u32 = 3;
 /// to spare; beyond it a side's [`MAP_OVERFLOW`] slot takes the bytes.
 pub const REMOTES_MAX_ENTRIES: u32 = 16_384;
 // --- End of the per-remote block.
+
+// --- Per-service counters: the same two-sided protocol as the per-remote maps, on the same side
+// slot ([`CONFIG_SIDE`]): one flip, one grace period, then the drain reads and deletes the idle
+// side of both. Keyed by [`ServiceKey`] (see `sentinel_common::service` for the rule).
+
+/// Per-CPU hash of [`ServiceKey`] -> [`RemoteCounters`], side 0.
+pub const MAP_SERVICES_A: &str = "SNT_SVC_A";
+/// The same for side 1.
+pub const MAP_SERVICES_B: &str = "SNT_SVC_B";
+/// Per-CPU array of [`RemoteCounters`], one slot per side: what a side's service map had no room
+/// for. Per-service sums plus this overflow always equal the up/down direction totals.
+pub const MAP_SVC_OVERFLOW: &str = "SNT_SVC_OVF";
+/// Capacity of each per-service map: distinct services between two drains.
+pub const SERVICES_MAX_ENTRIES: u32 = 4_096;
+/// Hash of [`ListenKey`] -> `u32` (always 1): the ports the NAS listens on, pushed by userspace
+/// from `/proc/net/{tcp,tcp6,udp,udp6}` every few seconds.
+pub const MAP_LISTEN: &str = "SNT_LISTEN";
+/// Capacity of [`MAP_LISTEN`].
+pub const LISTEN_MAX_ENTRIES: u32 = 4_096;
+/// [`MAP_CONFIG`] slot: [`SERVICES_ON`] (the initial zero) or [`SERVICES_OFF`], read by the
+/// program for every public packet. Off exists for the benchmark (cost with and without).
+pub const CONFIG_SERVICES: u32 = 5;
+/// Per-service counting is on.
+pub const SERVICES_ON: u64 = 0;
+/// Per-service counting is off: the program adds nothing to the service maps.
+pub const SERVICES_OFF: u64 = 1;
+/// [`ServiceKey::role`]: the NAS-side port is one the NAS listens on; the key is that port.
+pub const ROLE_SERVER: u8 = 0;
+/// [`ServiceKey::role`]: the NAS-side port is not a listening one (the NAS is the client); the
+/// key is the remote's port.
+pub const ROLE_CLIENT: u8 = 1;
+/// [`ServiceKey::role`]: the packet has no ports (ICMP, later fragments, other protocols, a
+/// transport header cut short); the key is the protocol alone, port 0.
+pub const ROLE_NONE: u8 = 2;
+
+/// Key of [`MAP_SERVICES_A`] and [`MAP_SERVICES_B`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// The port, in host order (0 for [`ROLE_NONE`]).
+    pub port: u16,
+    /// IPv4 protocol or IPv6 next header (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 44 an IPv6 fragment
+    /// header...).
+    pub proto: u8,
+    /// [`ROLE_SERVER`], [`ROLE_CLIENT`] or [`ROLE_NONE`].
+    pub role: u8,
+}
+const _: () = assert!(core::mem::size_of::<ServiceKey>() == 4);
+
+/// Key of [`MAP_LISTEN`]: a protocol and a port the NAS listens on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenKey {
+    /// The port, in host order.
+    pub port: u16,
+    /// 6 (TCP) or 17 (UDP).
+    pub proto: u8,
+    /// Always zero.
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<ListenKey>() == 4);
+
+impl ListenKey {
+    /// The key of `port` of `proto`.
+    #[inline(always)]
+    pub const fn new(proto: u8, port: u16) -> Self {
+        Self {
+            port,
+            proto,
+            _pad: 0,
+        }
+    }
+}
+// --- End of the per-service block.
 /// Capacity of each address trie: local addresses plus LAN and user prefixes.
 pub const ADDRS_MAX_ENTRIES: u32 = 1_024;
 
@@ -286,4 +361,8 @@ mod pod {
     unsafe impl aya::Pod for super::RemoteCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::MacKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ServiceKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ListenKey {}
 }

@@ -3,11 +3,13 @@
 //! Both capture paths call [`account`] and nothing else, so they count identically.
 //! A GSO (egress) or GRO (ingress) super-packet is counted as the segments that crossed the wire:
 //! `ip_len + (segs - 1) * (l3 + l4 header length)` IP bytes and `segs` packets.
+//! It also says where the ports are ([`Accounting::ports_at`], the rule of
+//! [`crate::frame::l4_ports`]), for [`crate::service`].
 
 use crate::{
     abi::{ErrorKind, RemoteKey, Verdict},
     addr::AddrFlags,
-    frame::{Addrs, Frame, LinkKind, l4_header_len, parse_link},
+    frame::{Addrs, Frame, LinkKind, l4_header_len, parse_link, ports_offset},
     rules::{classify_v4, classify_v6},
 };
 
@@ -28,6 +30,12 @@ pub struct Accounting {
     pub wire_bytes: u64,
     /// A correction that was applied and should be counted as an event.
     pub note: Option<ErrorKind>,
+    /// IPv4 protocol or IPv6 next header.
+    pub protocol: u8,
+    /// Frame offset of the TCP/UDP ports, 0 when the packet carries none ([`crate::frame::ports_offset`]'s rule:
+    /// later fragments, other protocols, a packet too short for them). Read only when the
+    /// per-service counter wants them.
+    pub ports_at: u32,
 }
 
 /// Accounts one frame of a `link` link. `gso_segs` is the kernel's segment count (0 or 1 for a
@@ -79,6 +87,8 @@ pub fn account<F: Frame + ?Sized, A: AddrFlags + ?Sized>(
         ip_bytes += (segs - 1) * (ip.l3_hdr_len + l4) as u64;
     }
     Ok(Accounting {
+        protocol: ip.protocol,
+        ports_at: ports_offset(&ip),
         verdict,
         family: ip.addrs.family(),
         remote,

@@ -135,6 +135,8 @@ pub struct IpHeader {
     pub protocol: u8,
     /// The length field claimed more than the frame holds, so `ip_len` was clamped.
     pub clamped: bool,
+    /// An IPv4 fragment other than the first (non-zero fragment offset): no transport header.
+    pub later_fragment: bool,
 }
 
 /// Ethernet with one tag and a fixed IPv6 header: what the fast path reads at once. Every real
@@ -287,6 +289,8 @@ fn ipv4_header(h: &[u8; 20], l2: u32, present: u32) -> Result<IpHeader, ErrorKin
         ip_len,
         protocol: h[9],
         clamped,
+        // Fragment offset (RFC 791): the low 13 bits of bytes 6-7.
+        later_fragment: u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0,
     })
 }
 
@@ -324,6 +328,8 @@ fn ipv6_header(h: &[u8; 40], l2: u32, present: u32) -> Result<IpHeader, ErrorKin
         ip_len,
         protocol: h[6],
         clamped,
+        // Extension headers are payload here: a fragment header shows as next header 44.
+        later_fragment: false,
     })
 }
 
@@ -340,4 +346,36 @@ pub fn l4_header_len<F: Frame + ?Sized>(frame: &F, ip: &IpHeader) -> Option<u32>
         IPPROTO_UDP => Some(8),
         _ => None,
     }
+}
+
+/// Source and destination ports (host order) of a TCP or UDP packet that carries its transport
+/// header: not for later IPv4 fragments, other protocols, or a header the frame does not hold.
+#[inline(always)]
+pub fn l4_ports<F: Frame + ?Sized>(frame: &F, ip: &IpHeader) -> Option<(u16, u16)> {
+    match ports_offset(ip) {
+        0 => None,
+        at => ports_at(frame, at),
+    }
+}
+
+/// Frame offset of the ports of a TCP or UDP packet that carries its transport header; 0 for
+/// later IPv4 fragments, other protocols (ICMP, an IPv6 extension header such as a fragment
+/// header), or an IP packet too short to hold the ports (never read ports from padding).
+#[inline(always)]
+pub fn ports_offset(ip: &IpHeader) -> u32 {
+    let tcp_or_udp = ip.protocol == IPPROTO_TCP || ip.protocol == IPPROTO_UDP;
+    if ip.later_fragment || !tcp_or_udp || ip.ip_len < ip.l3_hdr_len + 4 {
+        return 0;
+    }
+    ip.l2_len + ip.l3_hdr_len
+}
+
+/// The two ports (host order) at frame offset `at`, when the frame holds them.
+#[inline(always)]
+pub fn ports_at<F: Frame + ?Sized>(frame: &F, at: u32) -> Option<(u16, u16)> {
+    let p = frame.read::<4>(at)?;
+    Some((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
 }

@@ -11,7 +11,8 @@
 //! - [`owner`]: whether a received frame is the NAS's or another host's (its MAC set);
 //! - [`rules`]: the direction matrix;
 //! - [`account`]: parse + classify + GSO correction, the single entry point both worlds call;
-//! - [`record`]: what an accounted frame adds to which counter, and the one overflow rule.
+//! - [`record`]: what an accounted frame adds to which counter, and the one overflow rule;
+//! - [`service`]: which service (protocol, port, server or client) a public packet belongs to.
 //!
 //! It must not know about aya's loader, maps' userspace handles, sockets or time.
 #![no_std]
@@ -23,4 +24,6 @@ pub mod frame;
 pub mod owner;
 pub mod record;
 pub mod rules;
+pub mod service;
+pub mod service_vectors;
 pub mod vectors;

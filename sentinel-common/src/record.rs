@@ -14,7 +14,7 @@
 //! It must not know maps, rings, locks or time.
 
 use crate::{
-    abi::{Counters, ErrorKind, RemoteCounters, RemoteKey, Verdict, totals_index},
+    abi::{Counters, ErrorKind, RemoteCounters, RemoteKey, ServiceKey, Verdict, totals_index},
     account::Accounting,
 };
 
@@ -64,6 +64,11 @@ pub trait CounterStore {
     fn remote(&mut self, remote: &RemoteKey) -> Option<&mut RemoteCounters>;
     /// The counters taking what [`Self::remote`] had no room for.
     fn overflow(&mut self) -> Option<&mut RemoteCounters>;
+    /// The counters of a service ([`crate::service`]), created at zero when it has none yet;
+    /// `None` when there is no room for a new service.
+    fn service(&mut self, key: &ServiceKey) -> Option<&mut RemoteCounters>;
+    /// The counters taking what [`Self::service`] had no room for.
+    fn service_overflow(&mut self) -> Option<&mut RemoteCounters>;
 }
 
 /// Counts an event of `kind` (an error path, or a note).
@@ -173,6 +178,12 @@ mod tests {
         fn overflow(&mut self) -> Option<&mut RemoteCounters> {
             Some(&mut self.overflow)
         }
+        fn service(&mut self, _key: &ServiceKey) -> Option<&mut RemoteCounters> {
+            None
+        }
+        fn service_overflow(&mut self) -> Option<&mut RemoteCounters> {
+            None
+        }
     }
 
     fn acc(verdict: Verdict, family: u8, remote: u8, ip_bytes: u64) -> Accounting {
@@ -184,6 +195,8 @@ mod tests {
             ip_bytes,
             wire_bytes: ip_bytes + 28,
             note: None,
+            protocol: 17,
+            ports_at: 0,
         }
     }
 

@@ -3,8 +3,8 @@
 //! For every frame it calls [`sentinel_common::owner::check`] (a received frame for another MAC
 //! counts only when the MAC is one of the NAS's, `SNT_MACS`),
 //! [`sentinel_common::account::account`] with the link kind userspace set (Ethernet or raw IP)
-//! and [`sentinel_common::record::record`], the same code the AF_PACKET fallback runs, which adds
-//! the result to per-CPU maps. It fails open: whatever happens, the
+//! and [`sentinel_common::record::record`] then [`sentinel_common::service::record_service`], the
+//! same code the AF_PACKET fallback runs, which adds the result to per-CPU maps. It fails open: whatever happens, the
 //! packet continues unchanged (`TC_ACT_UNSPEC`, which is `TCX_NEXT` under TCX), and errors only
 //! bump a per-CPU counter. No per-packet logging.
 #![no_std]
@@ -19,6 +19,7 @@ use sentinel_common::{
     account::account,
     owner,
     record::record,
+    service::record_service,
 };
 
 /// "Continue": the next TCX program or clsact filter decides, as if we were not there.
@@ -52,7 +53,11 @@ fn try_sentinel_tc(ctx: &TcContext) -> Result<(), ErrorKind> {
     let other_host = ingress_ifindex != 0 && pkt_type == PACKET_OTHERHOST;
     owner::check(&frame, link, other_host, &maps::OwnMacs)?;
     let acc = account(&frame, link, frame.gso_segs(), &maps::AddrTries)?;
-    record(&mut maps::KernelCounters::current(), &acc);
+    let mut counters = maps::KernelCounters::current();
+    record(&mut counters, &acc);
+    if maps::services_on() {
+        record_service(&mut counters, &frame, &acc, &maps::Listening);
+    }
     Ok(())
 }
 

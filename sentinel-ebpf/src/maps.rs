@@ -2,7 +2,8 @@
 //! pins, fills and drains them.
 //!
 //! Per-remote counters live in two maps; the config slot `CONFIG_SIDE` says which one this run
-//! adds to (see `sentinel_common::abi`'s per-remote block). Nothing here ever deletes: the drain
+//! adds to (see `sentinel_common::abi`'s per-remote block); the per-service maps follow the same
+//! side. Nothing here ever deletes: the drain
 //! deletes from the side no program writes any more, after an RCU grace period.
 //!
 //! Every map is a BTF map (`.maps` section): the kernel gets the key and value types with it, so
@@ -29,6 +30,13 @@ use sentinel_common::{
     frame::LinkKind,
     owner::MacSet,
 };
+use sentinel_common::{
+    abi::{
+        CONFIG_SERVICES, LISTEN_MAX_ENTRIES, ListenKey, SERVICES_MAX_ENTRIES, SERVICES_ON,
+        ServiceKey,
+    },
+    service::ListenSet,
+};
 
 #[btf_map(name = "SNT_TOTALS")]
 static TOTALS: PerCpuArray<Counters, { TOTALS_SLOTS as usize }> = PerCpuArray::new();
@@ -44,6 +52,21 @@ type RemoteMap = PerCpuHashMap<RemoteKey, RemoteCounters, { REMOTES_MAX_ENTRIES 
 
 #[btf_map(name = "SNT_OVERFLOW")]
 static OVERFLOW: PerCpuArray<RemoteCounters, { OVERFLOW_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "SNT_SVC_A")]
+static SERVICES_A: ServiceMap = PerCpuHashMap::new();
+
+#[btf_map(name = "SNT_SVC_B")]
+static SERVICES_B: ServiceMap = PerCpuHashMap::new();
+
+/// The type of both per-service maps.
+type ServiceMap = PerCpuHashMap<ServiceKey, RemoteCounters, { SERVICES_MAX_ENTRIES as usize }>;
+
+#[btf_map(name = "SNT_SVC_OVF")]
+static SVC_OVERFLOW: PerCpuArray<RemoteCounters, { OVERFLOW_SLOTS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "SNT_LISTEN")]
+static LISTEN: HashMap<ListenKey, u32, { LISTEN_MAX_ENTRIES as usize }> = HashMap::new();
 
 #[btf_map(name = "SNT_ERRORS")]
 static ERRORS: PerCpuArray<u64, { ERROR_SLOTS as usize }> = PerCpuArray::new();
@@ -76,6 +99,22 @@ impl MacSet for OwnMacs {
     #[inline(always)]
     fn contains(&self, mac: &[u8; 6]) -> bool {
         MACS.get_ptr(MacKey::new(*mac)).is_some()
+    }
+}
+
+/// Whether userspace left per-service counting on (the benchmark turns it off).
+#[inline(always)]
+pub fn services_on() -> bool {
+    CONFIG.get(CONFIG_SERVICES).copied().unwrap_or(SERVICES_ON) == SERVICES_ON
+}
+
+/// The NAS's listening ports, as userspace pushed them.
+pub struct Listening;
+
+impl ListenSet for Listening {
+    #[inline(always)]
+    fn listens(&self, key: &ListenKey) -> bool {
+        LISTEN.get_ptr(*key).is_some()
     }
 }
 
@@ -119,6 +158,19 @@ impl KernelCounters {
     pub fn current() -> Self {
         Self {
             side: CONFIG.get(CONFIG_SIDE).copied().unwrap_or(0) & 1,
+        }
+    }
+}
+
+/// This CPU's value of `key` in `map`, created at zero when missing; `None` when the map is full
+/// (as [`remote_in`]).
+#[inline(always)]
+fn service_in(map: &ServiceMap, key: &ServiceKey) -> Option<*mut RemoteCounters> {
+    match map.get_ptr_mut(key) {
+        Some(ptr) => Some(ptr),
+        None => {
+            let _ = map.insert(key, RemoteCounters::default(), BPF_NOEXIST);
+            map.get_ptr_mut(key)
         }
     }
 }
@@ -168,6 +220,26 @@ impl CounterStore for KernelCounters {
     fn overflow(&mut self) -> Option<&mut RemoteCounters> {
         // SAFETY: as for `totals`; the drain zeroes a side's slot only after a grace period.
         OVERFLOW
+            .get_ptr_mut(self.side as u32)
+            .map(|p| unsafe { &mut *p })
+    }
+
+    #[inline(always)]
+    fn service(&mut self, key: &ServiceKey) -> Option<&mut RemoteCounters> {
+        let ptr = if self.side == 0 {
+            service_in(&SERVICES_A, key)
+        } else {
+            service_in(&SERVICES_B, key)
+        }?;
+        // SAFETY: as for `remote`: the drain deletes service entries only from the idle side,
+        // after the same grace period.
+        Some(unsafe { &mut *ptr })
+    }
+
+    #[inline(always)]
+    fn service_overflow(&mut self) -> Option<&mut RemoteCounters> {
+        // SAFETY: as for `overflow`.
+        SVC_OVERFLOW
             .get_ptr_mut(self.side as u32)
             .map(|p| unsafe { &mut *p })
     }

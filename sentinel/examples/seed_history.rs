@@ -15,7 +15,18 @@ use sentinel::{
     store::{Sample, Store, StoreOptions, SystemClock},
     timebucket::Zone,
 };
-use sentinel_common::abi::{Counters, RemoteCounters};
+use sentinel_common::abi::{Counters, ROLE_CLIENT, ROLE_SERVER, RemoteCounters, ServiceKey};
+
+/// Services of the seeded history: (protocol, port, role, share of the hour). The shares add up
+/// to 0.7, at most 0.91 with their jitter (x0.7 to x1.3): the services never exceed the hour.
+const SEED_SERVICES: [(u8, u16, u8, f64); 6] = [
+    (6, 32400, ROLE_SERVER, 0.25),
+    (6, 443, ROLE_CLIENT, 0.18),
+    (17, 51413, ROLE_SERVER, 0.12),
+    (6, 6690, ROLE_SERVER, 0.07),
+    (17, 51820, ROLE_SERVER, 0.05),
+    (17, 443, ROLE_CLIENT, 0.03),
+];
 
 /// A small deterministic generator (xorshift), so runs repeat.
 struct Rng(u64);
@@ -92,6 +103,21 @@ fn main() -> anyhow::Result<()> {
                 },
             ));
         }
+        // The same hour split over a few services (what the NAS serves and what it fetches);
+        // the rest stays "other".
+        let mut per_service = Vec::new();
+        for (proto, port, role, share) in SEED_SERVICES {
+            let share = share * (0.7 + 0.6 * rng.unit());
+            per_service.push((
+                ServiceKey { port, proto, role },
+                RemoteCounters {
+                    up_bytes: (up as f64 * share) as u64,
+                    up_packets: (up as f64 * share / 1200.0) as u64,
+                    down_bytes: (down as f64 * share) as u64,
+                    down_packets: (down as f64 * share / 1400.0) as u64,
+                },
+            ));
+        }
         let counters = |bytes: u64| Counters {
             packets: bytes / 1300,
             ip_bytes: bytes,
@@ -102,6 +128,7 @@ fn main() -> anyhow::Result<()> {
             up: counters(up),
             down: counters(down),
             remotes: &per_remote,
+            services: &per_service,
             checkpoint: None,
             ..Sample::default()
         });

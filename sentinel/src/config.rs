@@ -149,6 +149,12 @@ pub struct DaemonArgs {
     #[arg(long, env = "WEB_ALLOWED_HOSTS", value_delimiter = ',')]
     pub web_allowed_hosts: Vec<String>,
 
+    /// Names for services in `/api/services` and the dashboard, comma-separated `PORT=NAME`
+    /// (TCP and UDP) or `tcp/PORT=NAME`, `udp/PORT=NAME`; they take precedence over the built-in
+    /// table (e.g. `8096=Jellyfin,8080=qBittorrent`).
+    #[arg(long, env = "SERVICE_NAMES", value_delimiter = ',')]
+    pub service_names: Vec<String>,
+
     /// Paths served without auth, comma-separated (for container healthchecks and Prometheus).
     #[arg(
         long,
@@ -190,6 +196,9 @@ pub enum ConfigError {
     /// A `WEB_ALLOWED_HOSTS` entry that is not a host name.
     #[error("WEB_ALLOWED_HOSTS: {0:?} is not a host name (letters, digits, '-' and '.')")]
     AllowedHost(String),
+    /// A malformed `SERVICE_NAMES` entry.
+    #[error(transparent)]
+    ServiceNames(#[from] crate::service_names::NamesError),
     /// A malformed `WEB_AUTH`.
     #[error("WEB_AUTH must be user:password with both parts non-empty")]
     WebAuth,
@@ -237,6 +246,8 @@ pub struct Config {
     pub web_auth: Option<WebAuth>,
     /// Host names the `Host` header may carry (lower-case; empty: any).
     pub web_allowed_hosts: Vec<String>,
+    /// Service names (`SERVICE_NAMES` over the built-in table).
+    pub service_names: crate::service_names::ServiceNames,
     /// Time zone of the history (`TZ`).
     pub zone: Zone,
     /// Database file (`DB_PATH`).
@@ -359,6 +370,7 @@ impl DaemonArgs {
             web_addr: std::net::SocketAddr::new(self.web_bind, self.web_port),
             web_auth,
             web_allowed_hosts,
+            service_names: crate::service_names::ServiceNames::parse(&self.service_names)?,
             zone,
             db_path: self.db_path,
             save_interval: Duration::from_secs(self.save_interval),

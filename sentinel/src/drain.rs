@@ -9,8 +9,11 @@
 //! read once and then deleted (the eBPF backend's `capture::ebpf::remotes` swap protocol), plus
 //! what it had no room to keep per remote ("other"). They are deltas already: the drain keeps no
 //! per-remote baseline, and its cost follows the remotes that moved, not the remotes ever seen.
+//! Per-service counters come the same way and are handled alike.
 
-use sentinel_common::abi::{Counters, ERROR_SLOTS, RemoteCounters, RemoteKey, TOTALS_SLOTS};
+use sentinel_common::abi::{
+    Counters, ERROR_SLOTS, RemoteCounters, RemoteKey, ServiceKey, TOTALS_SLOTS,
+};
 
 use crate::capture::{KernelTotals, Snapshot};
 
@@ -80,6 +83,10 @@ pub struct Deltas {
     pub remotes: Vec<(RemoteKey, RemoteCounters)>,
     /// Public traffic the backend could not keep per remote: the store's "other".
     pub other_remotes: RemoteCounters,
+    /// Per service (`sentinel_common::service`): (key, growth); no zero entries.
+    pub services: Vec<(ServiceKey, RemoteCounters)>,
+    /// Public traffic the backend could not keep per service.
+    pub other_services: RemoteCounters,
     /// Backend drops.
     pub drops: u64,
 }
@@ -90,6 +97,8 @@ impl Deltas {
         self.totals == KernelTotals::default()
             && self.remotes.is_empty()
             && self.other_remotes == RemoteCounters::default()
+            && self.services.is_empty()
+            && self.other_services == RemoteCounters::default()
             && self.drops == 0
     }
 }
@@ -173,6 +182,11 @@ impl Drain {
                 bytes = set_aside.bytes(),
                 "per-remote counts found in reused maps set aside with their totals"
             );
+            // The per-service counts of those maps go with them (they are the same bytes).
+            tracing::info!(
+                services = snap.services.len(),
+                "per-service counts found in reused maps set aside with their totals"
+            );
         } else {
             out.remotes = snap
                 .remotes
@@ -181,6 +195,13 @@ impl Drain {
                 .copied()
                 .collect();
             out.other_remotes = snap.other_remotes;
+            out.services = snap
+                .services
+                .iter()
+                .filter(|(_, c)| *c != RemoteCounters::default())
+                .copied()
+                .collect();
+            out.other_services = snap.other_services;
         }
         out.drops = grow(snap.drops, self.last_drops);
         self.last_drops = snap.drops;
@@ -287,10 +308,34 @@ mod tests {
         d.set_aside_next_remotes();
         let mut s = snap(100, 100);
         s.other_remotes.down_bytes = 5;
+        let https = ServiceKey {
+            port: 443,
+            proto: 6,
+            role: sentinel_common::abi::ROLE_CLIENT,
+        };
+        let up = |b| RemoteCounters {
+            up_bytes: b,
+            ..RemoteCounters::default()
+        };
+        s.services = vec![
+            (https, up(100)),
+            (ServiceKey::default(), RemoteCounters::default()),
+        ];
         let out = d.advance(&s);
         assert!(out.remotes.is_empty());
         assert_eq!(out.other_remotes, RemoteCounters::default());
-        assert_eq!(d.advance(&snap(200, 100)).remotes[0].1.up_bytes, 100);
+        assert!(out.services.is_empty(), "set aside with the remotes");
+        let mut next = snap(200, 100);
+        next.services = s.services.clone();
+        next.other_services = up(7);
+        let out = d.advance(&next);
+        assert_eq!(out.remotes[0].1.up_bytes, 100);
+        assert_eq!(
+            out.services,
+            vec![(https, up(100))],
+            "zero entries are not reported"
+        );
+        assert_eq!(out.other_services, up(7));
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub async fn run(config: Config, billing: BillingConfig) -> Result<(), RunError>
         speed: speed.clone(),
         auth: config.web_auth.clone(),
         allowed_hosts: Arc::new(config.web_allowed_hosts.clone()),
+        service_names: Arc::new(config.service_names.clone()),
         info: Arc::new(DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             started: Instant::now(),

@@ -28,6 +28,8 @@ pub enum CaptureState {
 /// Everything about capture that the logs, the API and health report.
 #[derive(Clone, Debug, Default)]
 pub struct CaptureStatus {
+    /// Who listens on the NAS's ports (process, container), as of the last change of the set.
+    pub listeners: Vec<crate::listeners::Listener>,
     /// `ebpf` or `afpacket`.
     pub backend: &'static str,
     /// Interface name.

@@ -9,21 +9,56 @@
 
 use std::net::IpAddr;
 
-use sentinel_common::{abi::RemoteKey, vectors::Vector};
+use sentinel_common::{
+    abi::{ListenKey, RemoteKey},
+    service_vectors::{SERVICE_LOCALS, ServiceVector},
+    vectors::Vector,
+};
 
 use crate::classify::AddressPlan;
 
 /// The frame of a vector: its hex bytes followed by its zero padding.
 pub fn frame(v: &Vector) -> Vec<u8> {
-    let hex = v.frame.as_bytes();
+    hex_frame(v.id, v.frame, v.padding)
+}
+
+/// The frame of a per-service vector: its hex bytes followed by its zero padding.
+pub fn service_frame(v: &ServiceVector) -> Vec<u8> {
+    hex_frame(v.id, v.frame, v.padding)
+}
+
+/// The listening set of a per-service vector.
+pub fn service_listen(v: &ServiceVector) -> Vec<ListenKey> {
+    v.listen
+        .iter()
+        .map(|&(proto, port)| ListenKey::new(proto, port))
+        .collect()
+}
+
+/// The address plan of every per-service vector.
+pub fn service_plan() -> AddressPlan {
+    AddressPlan {
+        locals: SERVICE_LOCALS
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .unwrap_or_else(|_| panic!("service vectors: bad local {s:?}"))
+            })
+            .collect(),
+        ..AddressPlan::default()
+    }
+}
+
+fn hex_frame(id: &str, hex: &str, padding: u32) -> Vec<u8> {
+    let hex = hex.as_bytes();
     let mut out: Vec<u8> = hex
         .chunks(2)
         .map(|pair| {
             let s = std::str::from_utf8(pair).unwrap_or("zz");
-            u8::from_str_radix(s, 16).unwrap_or_else(|_| panic!("vector {}: bad hex {s:?}", v.id))
+            u8::from_str_radix(s, 16).unwrap_or_else(|_| panic!("vector {id}: bad hex {s:?}"))
         })
         .collect();
-    out.resize(out.len() + v.padding as usize, 0);
+    out.resize(out.len() + padding as usize, 0);
     out
 }
 

@@ -75,6 +75,18 @@ fn every_vector_gives_its_expected_result_in_the_kernel() {
         if read.other != RemoteCounters::default() {
             failures.push(format!("{}: overflow moved: {:?}", v.id, read.other));
         }
+        // Exact per service too: every public byte in exactly one service (the service vectors
+        // of privileged_services check which one).
+        let mut remotes = RemoteCounters::default();
+        read.remotes.iter().for_each(|(_, c)| remotes.add(c));
+        let mut services = read.other_services;
+        read.services.iter().for_each(|(_, c)| services.add(c));
+        if remotes != services || read.services.len() > 1 {
+            failures.push(format!(
+                "{}: services {:?} != remotes {remotes:?}",
+                v.id, read.services
+            ));
+        }
         if let Err(why) = check(v.expect, &before, &after, &read.remotes) {
             failures.push(format!("{} ({}): {why}", v.id, v.case));
         }

@@ -509,7 +509,7 @@
   /* ── Today by hour and top remote IPs ───────────────────────────────── */
 
   async function loadToday() {
-    await Promise.all([loadHours(), loadTop()]);
+    await Promise.all([loadHours(), loadTop(), loadServices()]);
   }
 
   async function loadHours() {
@@ -606,6 +606,81 @@
       const fill = document.createElement('div');
       fill.className = 'ip-bar-fill';
       fill.style.width = `${Math.round(((Number(ip.bytes) || 0) / max) * 100)}%`;
+      bar.append(fill);
+      barTd.append(bar);
+      tr.append(barTd);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+  }
+
+  async function loadServices() {
+    try {
+      state.data.services = (await api('api/services?limit=10')).body;
+      state.errors.services = null;
+      touchUpdated();
+    } catch (e) {
+      state.errors.services = e;
+    }
+    renderServices();
+  }
+
+  /** "Jellyfin · tcp/8096 · server", or "tcp/443 · client" when the port has no name. */
+  function serviceLabel(s) {
+    const where = s.port ? `${s.proto}/${s.port}` : String(s.proto);
+    const role = t(`svc.${['server', 'client'].includes(s.role) ? s.role : 'none'}`);
+    return [s.name, where, role].filter((x) => x).join(' · ');
+  }
+
+  function renderServices() {
+    showError('err-services', state.errors.services);
+    const body = $('top-services');
+    const cell = (cls, text) => {
+      const td = document.createElement('td');
+      td.className = cls;
+      td.textContent = text;
+      return td;
+    };
+    const message = (key) => {
+      const tr = document.createElement('tr');
+      const td = cell('ip-msg', t(key));
+      td.colSpan = 4;
+      tr.append(td);
+      body.replaceChildren(tr);
+    };
+    if (!state.data.services) {
+      if (!state.errors.services) message('top.loading');
+      else body.replaceChildren();
+      return;
+    }
+    const list = (state.data.services.services || []).slice(0, 10);
+    if (!list.length) {
+      message('top.empty');
+      return;
+    }
+    const max = Math.max(1, Number(list[0].total_bytes) || 0);
+    const rows = list.map((s, i) => {
+      const tr = document.createElement('tr');
+      const rank = ['gold', 'silver', 'bronze'][i] || '';
+      tr.append(cell(`ip-rank ${rank}`, String(i + 1)), cell('ip-addr svc-name', serviceLabel(s)));
+      const bytes = cell('ip-bytes', typeof s.total_fmt === 'string' ? s.total_fmt : fmtBytes(s.total_bytes));
+      const split = document.createElement('span');
+      split.className = 'ip-split';
+      const u = document.createElement('span');
+      u.className = 'up';
+      u.textContent = '▲';
+      const d = document.createElement('span');
+      d.className = 'down';
+      d.textContent = '▼';
+      split.append(u, fmtBytes(s.up_bytes), d, fmtBytes(s.down_bytes));
+      bytes.append(split);
+      tr.append(bytes);
+      const barTd = cell('ip-bar-wrap', '');
+      const bar = document.createElement('div');
+      bar.className = 'ip-bar';
+      const fill = document.createElement('div');
+      fill.className = 'ip-bar-fill';
+      fill.style.width = `${Math.round(((Number(s.total_bytes) || 0) / max) * 100)}%`;
       bar.append(fill);
       barTd.append(bar);
       tr.append(barTd);
@@ -732,6 +807,7 @@
     render12();
     renderHours();
     renderTop();
+    renderServices();
     if (state.errors.query && !$('err-query').hidden) {
       const e = state.errors.query;
       queryError(t('query.failed', { msg: e instanceof ApiError ? e.text() : String(e.message || e) }));

@@ -73,6 +73,11 @@
       'top.share': '占比',
       'top.loading': '加载中…',
       'top.empty': '暂无数据',
+      'panel.services': '服务流量排行',
+      'svc.service': '服务',
+      'svc.server': '服务端',
+      'svc.client': '客户端',
+      'svc.none': '无端口',
       'series.up': '上行',
       'series.down': '下行',
 
@@ -169,6 +174,11 @@
       'top.share': 'Share',
       'top.loading': 'LOADING...',
       'top.empty': 'NO DATA YET',
+      'panel.services': 'Traffic by service',
+      'svc.service': 'Service',
+      'svc.server': 'server',
+      'svc.client': 'client',
+      'svc.none': 'no ports',
       'series.up': 'Upload',
       'series.down': 'Download',
 

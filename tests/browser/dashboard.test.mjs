@@ -45,8 +45,8 @@ async function clickAndQuery(page, selector) {
 
 // The element's text as written (textContent), not as CSS transforms it (innerText).
 /** The top-10 table as [rank, ip, bytes_fmt] rows (the bytes cell also holds the ▲/▼ split). */
-const topRows = (page) =>
-  page.locator('#top-ips tr').evaluateAll((trs) =>
+const topRows = (page, body = '#top-ips') =>
+  page.locator(`${body} tr`).evaluateAll((trs) =>
     trs.map((tr) => {
       const td = [...tr.children];
       return [td[0].textContent, td[1] && td[1].textContent, td[2] && td[2].firstChild.textContent];
@@ -199,6 +199,18 @@ describe('dashboard', () => {
     assert.equal(rows.length, Math.min(10, top.top_ips.length) || 1);
     top.top_ips.slice(0, 10).forEach((ip, i) => {
       assert.deepEqual(rows[i].slice(0, 3), [String(i + 1), ip.ip, ip.bytes_fmt]);
+    });
+
+    // The services panel beside it: the same day, rank, "name · proto/port · role", total.
+    const svc = bodies.get('/api/services');
+    const srows = await topRows(page, '#top-services');
+    assert.equal(srows.length, Math.min(10, svc.services.length) || 1);
+    svc.services.slice(0, 10).forEach((x, i) => {
+      assert.equal(srows[i][0], String(i + 1));
+      assert.equal(srows[i][2], x.total_fmt);
+      const where = x.port ? `${x.proto}/${x.port}` : x.proto;
+      assert.ok(srows[i][1].includes(where), `${srows[i][1]} names ${where}`);
+      if (x.name) assert.ok(srows[i][1].startsWith(x.name), srows[i][1]);
     });
     assert.deepEqual(log.external, []);
     assert.deepEqual(unexpected(log), []);
@@ -543,6 +555,8 @@ describe('dashboard', () => {
     await page.route('**/api/history/today_hours', strip(['total_bytes', 'utc_offset']));
     await page.route('**/api/query*', strip(['utc_offset']));
     await page.route('**/api/status', (r) => r.fulfill({ status: 404, contentType: 'text/html', body: '<h1>Not Found</h1>' }));
+    // The seed has no /api/services: the services panel says so, the rest works.
+    await page.route('**/api/services*', (r) => r.fulfill({ status: 404, contentType: 'text/html', body: '<h1>Not Found</h1>' }));
     await page.route('**/api/health', (r) => r.fulfill({ json: { status: 'ok', ts: '2025-03-15T14:37:22.183521' } }));
     await loadDashboard(env, page);
     assert.notEqual(await text(page, '#s-today-total'), '--');
@@ -551,9 +565,10 @@ describe('dashboard', () => {
     assert.ok(await page.locator('#st-capture').isHidden());
     assert.ok(await page.locator('#query-result').isVisible(), 'the default query still runs');
     assert.ok((await page.locator('#top-ips tr').count()) >= 1);
-    assert.equal(await page.locator('.ip-split').count(), 0);
+    assert.equal(await page.locator('#top-ips .ip-split').count(), 0);
+    assert.match(await text(page, '#err-services'), /api\/services: HTTP 404/);
     await clickAndQuery(page, '.shortcut-btn[data-quick="today"]');
-    // Only the browser's own line for the 404 of /api/status.
+    // Only the browser's own lines for the 404s of /api/status and /api/services.
     assert.deepEqual(unexpected(log, [/status of 404/]), []);
     await ctx.close();
   });

@@ -154,6 +154,19 @@ const SEED_TOP = [
   { ip: '2001:4860:4860::8888', up: 0, down: 524288 },
 ];
 
+/** Demo services: [proto, port, role, name, share of the range's bytes, share of it uploaded]. */
+const DEMO_SERVICES = [
+  ['tcp', 32400, 'server', 'Plex', 0.41, 0.95],
+  ['tcp', 443, 'client', 'HTTPS', 0.22, 0.08],
+  ['udp', 51413, 'server', 'Transmission (BitTorrent)', 0.14, 0.7],
+  ['tcp', 6690, 'server', 'Synology Drive', 0.09, 0.4],
+  ['udp', 51820, 'server', 'WireGuard', 0.05, 0.5],
+  ['udp', 443, 'client', 'QUIC', 0.03, 0.1],
+  ['tcp', 22, 'server', 'SSH', 0.01, 0.6],
+  ['udp', 53, 'client', 'DNS', 0.005, 0.5],
+  ['icmp', 0, 'none', 'ICMP', 0.001, 0.5],
+];
+
 const DEMO_IPS = [
   ['203.0.113.10', 0.2, 0.15], ['198.51.100.23', 0.14, 0.6], ['2001:db8:4860::8888', 0.11, 0.1],
   ['203.0.113.77', 0.09, 0.3], ['198.51.100.4', 0.07, 0.05], ['2001:db8:a0b:12f0::1', 0.06, 0.5],
@@ -438,6 +451,28 @@ export async function startFakeServer(opts = {}) {
           .sort((a, b) => b.bytes - a.bytes)
           .slice(0, limit);
         return { end, start, top_ips: top };
+      }
+      case '/api/services': {
+        const { start, end } = parseRange(q, { required: false });
+        const limit = q.has('limit') ? Number(q.get('limit')) : 10;
+        if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be an integer from 1 to 100');
+        const total = sumDays(start, end);
+        const all = total.up + total.down;
+        const counters = (up, down) => ({
+          down_bytes: down, down_fmt: fmtBytes(down), down_packets: Math.round(down / 1200),
+          total_bytes: up + down, total_fmt: fmtBytes(up + down),
+          up_bytes: up, up_fmt: fmtBytes(up), up_packets: Math.round(up / 1200),
+        });
+        const list = DEMO_SERVICES.map(([proto, port, role, name, share, upRatio]) => {
+          const bytes = Math.round(all * share);
+          const up = Math.round(bytes * upRatio);
+          return { ...counters(up, bytes - up), name, port, proto, role };
+        })
+          .filter((x) => x.total_bytes > 0)
+          .sort((a, b) => b.total_bytes - a.total_bytes);
+        const listed = list.slice(0, limit);
+        const rest = all - listed.reduce((n, x) => n + x.total_bytes, 0);
+        return { end, other: counters(Math.round(rest / 2), rest - Math.round(rest / 2)), services: listed, start };
       }
       case '/api/health':
         return { status: 'ok', ts: rfc3339(now, tools) };

@@ -312,10 +312,62 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         }
         Err(e) => tracing::warn!(error = ?e, "billing gauges left out of /metrics"),
     }
+    let zone = state.store.zone();
+    let top = state
+        .query(move |store, now| {
+            let today = zone.local_date(now);
+            let first = today - chrono::Days::new(SERVICE_METRIC_DAYS - 1);
+            store.top_services(first, today, SERVICE_METRIC_TOP)
+        })
+        .await;
+    match top {
+        Ok(top) => {
+            let mut out = Out(text);
+            services(&mut out, &top, &state);
+            text = out.0;
+        }
+        Err(e) => tracing::warn!(error = ?e, "service counters left out of /metrics"),
+    }
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// Services in `sentinel_service_bytes_total`: the top ones only, so the series stay bounded.
+const SERVICE_METRIC_TOP: usize = 10;
+/// The days the service counters cover (today and the 365 before: the longest ranking range).
+const SERVICE_METRIC_DAYS: u64 = 366;
+
+/// `sentinel_service_bytes_total{service,name,direction}`: the top services' bytes over the kept
+/// history (up to a year), unflushed counts included. A service leaving the top list, or old
+/// days leaving the retention, lowers or ends its series (a reset to `rate()`).
+fn services(out: &mut Out, top: &crate::store::TopServices, state: &ApiState) {
+    out.family(
+        "sentinel_service_bytes_total",
+        "counter",
+        "Public IP bytes per service (protocol/port role) over the kept history, top 10 services.",
+    );
+    for (key, c) in &top.services {
+        let service = format!(
+            "{}/{} {}",
+            super::services::proto_text(key.proto),
+            key.port,
+            super::services::role_name(key.role)
+        );
+        let name = state.service_names.name(key).unwrap_or_default();
+        for (direction, bytes) in [("up", c.up_bytes), ("down", c.down_bytes)] {
+            out.sample(
+                "sentinel_service_bytes_total",
+                &[
+                    ("service", &service),
+                    ("name", &name),
+                    ("direction", direction),
+                ],
+                bytes,
+            );
+        }
+    }
 }

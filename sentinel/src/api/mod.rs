@@ -18,6 +18,7 @@ mod json;
 mod live;
 mod metrics;
 mod server;
+pub mod services;
 mod traffic;
 
 use std::{
@@ -59,6 +60,8 @@ pub struct ApiState {
     /// Host names the `Host` header may carry (`WEB_ALLOWED_HOSTS`; empty: any). IP literals
     /// are always accepted.
     pub allowed_hosts: Arc<Vec<String>>,
+    /// Service names for `/api/services` (`SERVICE_NAMES` over the built-in table).
+    pub service_names: Arc<crate::service_names::ServiceNames>,
     /// Static facts about the daemon.
     pub info: Arc<DaemonInfo>,
     /// The clock "now" and "today" come from (the system clock in the daemon; tests freeze it).
@@ -130,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/history/today_hours", get(traffic::today_hours))
         .route("/api/date_range", get(traffic::date_range))
         .route("/api/top_ips", get(traffic::top_ips))
+        .route("/api/services", get(services::services))
         .route("/api/realtime", get(live::realtime))
         .route("/api/health", get(live::health))
         .route("/api/status", get(live::status))

@@ -91,11 +91,11 @@ pub fn parse_date(name: &str, value: Option<&String>) -> Result<Option<NaiveDate
     })
 }
 
-type Params = Query<Vec<(String, String)>>;
+pub(super) type Params = Query<Vec<(String, String)>>;
 
 /// The parameters by name. Refuses those an endpoint does not know and those given twice: a typo
 /// or a repeated parameter should not silently change the answer.
-fn only(
+pub(super) fn only(
     params: Vec<(String, String)>,
     known: &[&str],
 ) -> Result<HashMap<String, String>, ApiError> {

@@ -2,6 +2,7 @@
 //! AF_PACKET ring otherwise (`BACKEND=auto`), or the one the user chose. [`start`] returns it as
 //! a [`Capture`], so the rest of the daemon does not know which one it is.
 
+use sentinel_common::abi::ListenKey;
 use std::path::PathBuf;
 
 use super::ebpf::durability::Durability;
@@ -128,6 +129,10 @@ impl Capture for EbpfCapture {
         Backend::set_addresses(&mut self.k, plan)
     }
 
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError> {
+        Backend::set_listening(&mut self.k, ports)
+    }
+
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
         Backend::snapshot(&mut self.k)
     }
@@ -195,6 +200,10 @@ impl Capture for AfPacketCapture {
 
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError> {
         self.b.set_addresses(plan)
+    }
+
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError> {
+        self.b.set_listening(ports)
     }
 
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {

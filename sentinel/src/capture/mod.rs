@@ -14,8 +14,8 @@ pub mod afpacket;
 pub mod ebpf;
 
 use sentinel_common::abi::{
-    Counters, ERROR_SLOTS, ErrorKind, RemoteCounters, RemoteKey, TOTALS_SLOTS, Verdict,
-    totals_index,
+    Counters, ERROR_SLOTS, ErrorKind, ListenKey, RemoteCounters, RemoteKey, ServiceKey,
+    TOTALS_SLOTS, Verdict, totals_index,
 };
 
 use crate::classify::AddressPlan;
@@ -107,6 +107,8 @@ pub trait Capture: Send {
     fn check(&mut self) -> Attached;
     /// Replaces the address plan the classification uses.
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError>;
+    /// Replaces the NAS's listening ports the per-service rule uses (`sentinel_common::service`).
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError>;
     /// The current monotonic counters.
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
 }
@@ -117,6 +119,8 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Replaces the address plan the classification uses.
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError>;
+    /// Replaces the NAS's listening ports the per-service rule uses (`sentinel_common::service`).
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError>;
     /// The current monotonic counters, and the per-remote growth since the previous call (each
     /// byte is handed over once).
     fn snapshot(&mut self) -> Result<Snapshot, BackendError>;
@@ -146,6 +150,11 @@ pub struct Snapshot {
     /// (more distinct remotes than it holds between two snapshots); stored as "other". Over time,
     /// per-remote sums plus this equal the up and down totals.
     pub other_remotes: RemoteCounters,
+    /// Each service (`sentinel_common::service`) that moved since the previous snapshot.
+    pub services: Vec<(ServiceKey, RemoteCounters)>,
+    /// Public traffic the backend could not keep per service; per-service sums plus this equal
+    /// the up and down totals.
+    pub other_services: RemoteCounters,
     /// Frames the backend saw but could not count (ring overruns, socket drops); monotonic.
     pub drops: u64,
 }

@@ -44,6 +44,7 @@ pub mod pending;
 pub mod queries;
 pub mod remotes;
 mod schema;
+pub mod services;
 mod types;
 pub mod writer;
 
@@ -65,6 +66,7 @@ pub use self::{
         Granularity, Period, Point, QueryError, RangeError, RemoteTotal, Series, Summary,
         TopRemotes,
     },
+    services::TopServices,
     writer::{FlushError, FlushReport},
 };
 use crate::timebucket::Zone;

@@ -12,7 +12,7 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use sentinel_common::abi::{Counters, RemoteCounters};
+use sentinel_common::abi::{Counters, RemoteCounters, ServiceKey};
 
 use crate::timebucket::{HourSlot, Zone, day_of_local_seconds};
 
@@ -90,6 +90,10 @@ pub struct Sample<'a> {
     /// Public traffic since the previous sample that capture could not keep per remote; added to
     /// the day's "other" total.
     pub other_remotes: RemoteCounters,
+    /// Per-service traffic since the previous sample (`sentinel_common::service`).
+    pub services: &'a [(ServiceKey, RemoteCounters)],
+    /// Public traffic since the previous sample that capture could not keep per service.
+    pub other_services: RemoteCounters,
     /// The capture layer's opaque checkpoint after this sample ("what the kernel counters read"),
     /// stored in the same transaction as the traffic it accounts for. `None` keeps the previous one.
     pub checkpoint: Option<Vec<u8>>,
@@ -111,6 +115,10 @@ pub(crate) struct Batch {
     pub remotes: HashMap<(i64, IpAddr), RemoteCounters>,
     /// Per local day: remotes that did not fit in memory, folded into the day's "other" total.
     pub others: BTreeMap<i64, RemoteCounters>,
+    /// Keyed by (local day number, service); bounded like `remotes` (beyond it: `service_others`).
+    pub services: HashMap<(i64, ServiceKey), RemoteCounters>,
+    /// Per local day: what was not kept per service.
+    pub service_others: BTreeMap<i64, RemoteCounters>,
     /// The latest checkpoint, if any was ever recorded.
     pub checkpoint: Option<Vec<u8>>,
 }
@@ -118,7 +126,11 @@ pub(crate) struct Batch {
 impl Batch {
     /// True when there is no traffic in it.
     pub fn has_no_traffic(&self) -> bool {
-        self.hours.is_empty() && self.remotes.is_empty() && self.others.is_empty()
+        self.hours.is_empty()
+            && self.remotes.is_empty()
+            && self.others.is_empty()
+            && self.services.is_empty()
+            && self.service_others.is_empty()
     }
 }
 
@@ -208,6 +220,25 @@ impl Pending {
         if sample.other_remotes != RemoteCounters::default() {
             add_remote(data.others.entry(day).or_default(), &sample.other_remotes);
         }
+        for (key, counters) in sample.services {
+            if *counters == RemoteCounters::default() {
+                continue;
+            }
+            let len = data.services.len();
+            match data.services.get_mut(&(day, *key)) {
+                Some(entry) => add_remote(entry, counters),
+                None if len < max_remotes => {
+                    data.services.insert((day, *key), *counters);
+                }
+                None => add_remote(data.service_others.entry(day).or_default(), counters),
+            }
+        }
+        if sample.other_services != RemoteCounters::default() {
+            add_remote(
+                data.service_others.entry(day).or_default(),
+                &sample.other_services,
+            );
+        }
         if let Some(checkpoint) = &sample.checkpoint {
             data.checkpoint = Some(checkpoint.clone());
             *checkpoint_dirty = true;
@@ -245,6 +276,22 @@ impl Pending {
                 sub_remote(mine, counters);
                 if *mine == RemoteCounters::default() {
                     data.others.remove(day);
+                }
+            }
+        }
+        for (key, counters) in &batch.services {
+            if let Some(mine) = data.services.get_mut(key) {
+                sub_remote(mine, counters);
+                if *mine == RemoteCounters::default() {
+                    data.services.remove(key);
+                }
+            }
+        }
+        for (day, counters) in &batch.service_others {
+            if let Some(mine) = data.service_others.get_mut(day) {
+                sub_remote(mine, counters);
+                if *mine == RemoteCounters::default() {
+                    data.service_others.remove(day);
                 }
             }
         }
@@ -291,6 +338,28 @@ impl Pending {
             add_remote(&mut other, c);
         }
         (remotes, other)
+    }
+
+    /// Pending services and "other" totals of the local days `[day_from, day_to]`.
+    pub(crate) fn services_in(
+        &self,
+        day_from: i64,
+        day_to: i64,
+    ) -> (Vec<(ServiceKey, RemoteCounters)>, RemoteCounters) {
+        let inner = self.lock();
+        let days = day_from..=day_to;
+        let services = inner
+            .data
+            .services
+            .iter()
+            .filter(|((day, _), _)| days.contains(day))
+            .map(|((_, key), c)| (*key, *c))
+            .collect();
+        let mut other = RemoteCounters::default();
+        for (_, c) in inner.data.service_others.range(days) {
+            add_remote(&mut other, c);
+        }
+        (services, other)
     }
 
     /// The earliest and latest pending hour slots.

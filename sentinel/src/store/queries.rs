@@ -39,7 +39,7 @@ const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 30).expect("valid
 /// Margin around a label range when selecting by UTC start: more than any UTC offset.
 const START_MARGIN: i64 = 2 * DAY;
 
-fn check_dates(
+pub(crate) fn check_dates(
     first: NaiveDate,
     last: NaiveDate,
     what: &'static str,

@@ -188,6 +188,30 @@ CREATE TABLE alert_fired (
 ) WITHOUT ROWID;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "services (protocol, port, role) per local day, and per-day other totals",
+        sql: r#"
+CREATE TABLE service_day (
+    day          INTEGER NOT NULL,
+    proto        INTEGER NOT NULL,
+    port         INTEGER NOT NULL,
+    role         INTEGER NOT NULL,
+    up_bytes     INTEGER NOT NULL DEFAULT 0,
+    down_bytes   INTEGER NOT NULL DEFAULT 0,
+    up_packets   INTEGER NOT NULL DEFAULT 0,
+    down_packets INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, proto, port, role)
+) WITHOUT ROWID;
+CREATE TABLE service_other_day (
+    day          INTEGER PRIMARY KEY,
+    up_bytes     INTEGER NOT NULL DEFAULT 0,
+    down_bytes   INTEGER NOT NULL DEFAULT 0,
+    up_packets   INTEGER NOT NULL DEFAULT 0,
+    down_packets INTEGER NOT NULL DEFAULT 0
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

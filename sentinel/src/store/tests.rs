@@ -211,7 +211,7 @@ fn a_batch_committed_without_our_knowing_is_released_not_written_twice() {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .expect("tx");
-    write_batch(&tx, &batch, seq + 1, "2025-03-15 06:37:21").expect("write");
+    write_batch(&tx, &batch, seq + 1, "2025-03-15 06:37:21", 1000).expect("write");
     tx.commit().expect("commit");
     let mut writer = Writer {
         conn,
@@ -300,7 +300,11 @@ fn a_version_1_database_is_backed_up_and_upgraded_with_its_totals_rebuilt() {
     }
     let store = Store::open(&path, Zone::UTC, options(Duration::from_secs(3600))).expect("upgrade");
     let report = store.open_report().clone();
-    assert_eq!(report.migrations.len(), 2, "v1 -> v2 -> v3: {report:?}");
+    assert_eq!(
+        report.migrations.len(),
+        3,
+        "v1 -> v2 -> v3 -> v4: {report:?}"
+    );
     let backup = report.backup.expect("backup before the upgrade");
     let old_version: i64 = Connection::open(&backup)
         .expect("backup")

@@ -19,7 +19,7 @@ use std::{
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::{DbError, Shared, pending::Batch, remotes, schema, to_sql_count};
+use super::{DbError, Shared, pending::Batch, remotes, schema, services, to_sql_count};
 use crate::timebucket::{HourSlot, day_of_local_seconds, hour_label, local_timestamp_text};
 
 /// A flush that did not commit. The data stays pending.
@@ -210,7 +210,7 @@ impl Writer {
         let options = &self.shared.options;
         if let Some(batch) = &batch {
             let stamp = local_timestamp_text(self.shared.zone, now);
-            write_batch(&tx, batch, seq, &stamp).map_err(fail)?;
+            write_batch(&tx, batch, seq, &stamp, options.top_remotes_per_day).map_err(fail)?;
         }
         // After the batch, so that late data for a day already over is compacted in this commit.
         let today = day_of_local_seconds(self.shared.zone.local_seconds(now));
@@ -220,6 +220,7 @@ impl Writer {
             max_open_rows: options.max_open_day_remotes,
         };
         report.compacted_days = remotes::maintain(&tx, today, limits).map_err(fail)?;
+        services::retain(&tx, today, options.remotes_retention_days).map_err(fail)?;
         {
             let _gate = self.shared.gate_write();
             if let Err(e) = tx.commit() {
@@ -248,6 +249,7 @@ pub(crate) fn write_batch(
     batch: &Batch,
     seq: u64,
     stamp: &str,
+    per_day: u32,
 ) -> rusqlite::Result<()> {
     let mut upsert = conn.prepare_cached(
         "INSERT INTO traffic_hourly (start_utc, hour_ts, utc_offset, up_bytes, down_bytes, \
@@ -282,6 +284,7 @@ pub(crate) fn write_batch(
         ])?;
     }
     remotes::write(conn, &batch.remotes, &batch.others)?;
+    services::write(conn, &batch.services, &batch.service_others, per_day)?;
     if let Some(checkpoint) = &batch.checkpoint {
         conn.prepare_cached(
             "INSERT INTO capture_checkpoint (id, data, flush_seq, saved_at) VALUES (1, ?1, ?2, ?3) \

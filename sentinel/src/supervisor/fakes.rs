@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use sentinel_common::abi::{Counters, Verdict, totals_index};
+use sentinel_common::abi::{Counters, ListenKey, Verdict, totals_index};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
@@ -43,6 +43,9 @@ pub(super) struct World {
     pub(super) checkpoint_read_failures: u32,
     /// Drain, flush, detach... in the order they happened.
     pub(super) order: Vec<&'static str>,
+    /// The machine's listening ports, and what the capture was last given.
+    pub(super) listen_now: Vec<ListenKey>,
+    pub(super) listening: Vec<ListenKey>,
 }
 
 impl Default for World {
@@ -58,6 +61,8 @@ impl Default for World {
             iface_read_failures: 0,
             up_bytes: 0,
             reused: false,
+            listen_now: Vec::new(),
+            listening: Vec::new(),
             committed: None,
             pending_checkpoint: None,
             booked_up: 0,
@@ -143,6 +148,10 @@ impl Capture for FakeCapture {
     fn set_addresses(&mut self, _plan: &AddressPlan) -> Result<(), BackendError> {
         Ok(())
     }
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError> {
+        self.0.lock().listening = ports.to_vec();
+        Ok(())
+    }
     fn snapshot(&mut self) -> Result<Snapshot, BackendError> {
         let mut w = self.0.lock();
         w.order.push("drain");
@@ -178,6 +187,26 @@ impl InterfaceSource for FakeIface {
             plan: AddressPlan::default(),
             grace_prefixes: Vec::new(),
         })
+    }
+}
+
+struct FakeListening(Shared);
+
+impl ListeningSource for FakeListening {
+    fn read(&mut self) -> Result<Vec<ListenKey>, crate::listening::ListeningError> {
+        Ok(self.0.lock().listen_now.clone())
+    }
+    fn owners(&mut self) -> Vec<crate::listeners::Listener> {
+        self.0
+            .lock()
+            .listen_now
+            .iter()
+            .map(|key| crate::listeners::Listener {
+                key: *key,
+                process: Some("fake".into()),
+                container: None,
+            })
+            .collect()
     }
 }
 
@@ -249,6 +278,7 @@ pub(super) fn start_with(world: Shared) -> Result<Harness, RunError> {
         iface: Box::new(FakeIface(world.clone())),
         factory: Box::new(FakeFactory(world.clone())),
         events,
+        listening: Box::new(FakeListening(world.clone())),
         clock: Arc::new(FixedClock),
         shutdown: Box::pin(async {
             let _ = stopped.await;

@@ -7,6 +7,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Instant};
 
+use sentinel_common::abi::ListenKey;
 use tokio::sync::mpsc;
 
 use crate::{
@@ -17,6 +18,7 @@ use crate::{
     },
     classify::AddressPlan,
     iface::IfaceError,
+    listening::ListeningError,
     store::{Clock, Sample, Store},
 };
 
@@ -45,6 +47,30 @@ pub trait Ledger: Send + Sync {
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError>;
 }
 
+/// Reads the NAS's listening ports (`crate::listening`).
+pub trait ListeningSource: Send {
+    /// The current set.
+    fn read(&mut self) -> Result<Vec<ListenKey>, ListeningError>;
+    /// The processes and containers behind the listening ports (best effort).
+    fn owners(&mut self) -> Vec<crate::listeners::Listener>;
+}
+
+/// The real listening set: `/proc/self/net` of the daemon's network namespace.
+pub struct OsListening;
+
+impl ListeningSource for OsListening {
+    fn read(&mut self) -> Result<Vec<ListenKey>, ListeningError> {
+        crate::listening::read(std::path::Path::new("/proc/self/net"))
+    }
+
+    fn owners(&mut self) -> Vec<crate::listeners::Listener> {
+        crate::listeners::read(
+            std::path::Path::new("/proc/self/net"),
+            std::path::Path::new("/proc"),
+        )
+    }
+}
+
 /// A future that resolves once, at SIGTERM or SIGINT.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -56,6 +82,8 @@ pub struct OsInputs {
     pub factory: Box<dyn CaptureFactory>,
     /// A message whenever the interface's links or addresses changed (netlink).
     pub events: mpsc::Receiver<()>,
+    /// The NAS's listening ports, re-read every `Settings::listen_refresh`.
+    pub listening: Box<dyn ListeningSource>,
     /// Unix time, for samples and "last drained".
     pub clock: Arc<dyn Clock>,
     /// SIGTERM/SIGINT.
@@ -117,6 +145,7 @@ impl OsInputs {
             iface: Box::new(OsInterface(builder)),
             factory: Box::new(OsCapture(options)),
             events,
+            listening: Box::new(OsListening),
             clock: Arc::new(crate::store::SystemClock),
             shutdown: signals()?,
         })

@@ -33,7 +33,8 @@ use sentinel_common::abi::{REMOTES_MAX_ENTRIES, RemoteCounters, Verdict};
 use tokio::{sync::mpsc, time::Instant};
 
 pub use self::inputs::{
-    CaptureFactory, InterfaceSource, Ledger, LedgerError, OsInputs, Shutdown, signals,
+    CaptureFactory, InterfaceSource, Ledger, LedgerError, ListeningSource, OsInputs, OsListening,
+    Shutdown, signals,
 };
 use crate::{
     addrwatch::IfaceState,
@@ -59,6 +60,8 @@ pub struct Settings {
     pub check_every: u64,
     /// Time between full re-reads of the interface (a safety net under netlink events).
     pub address_refresh: Duration,
+    /// Time between two reads of the NAS's listening ports (the per-service server/client rule).
+    pub listen_refresh: Duration,
     /// How often to print a live totals line (`None`: never).
     pub print_interval: Option<Duration>,
     /// First re-attach delay; doubled per failed attempt up to `retry_max`.
@@ -80,6 +83,7 @@ impl Settings {
             drain_period: Duration::from_secs(1),
             check_every: 2,
             address_refresh: Duration::from_secs(60),
+            listen_refresh: Duration::from_secs(5),
             print_interval: None,
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
@@ -111,6 +115,9 @@ pub struct Supervisor {
     iface: Box<dyn InterfaceSource>,
     capture: Box<dyn Capture>,
     events: mpsc::Receiver<()>,
+    listening: Box<dyn ListeningSource>,
+    /// The listening set last pushed to the capture (`None`: none yet, or the push failed).
+    listening_pushed: Option<Vec<sentinel_common::abi::ListenKey>>,
     clock: Arc<dyn Clock>,
     ledger: Arc<dyn Ledger>,
     out: Outputs,
@@ -135,6 +142,7 @@ impl Supervisor {
             mut iface,
             mut factory,
             events,
+            listening,
             clock,
             shutdown,
         } = inputs;
@@ -160,6 +168,8 @@ impl Supervisor {
             iface,
             capture,
             events,
+            listening,
+            listening_pushed: None,
             clock,
             ledger,
             out,
@@ -171,6 +181,7 @@ impl Supervisor {
         };
         me.drain = resume::settle(&mut *me.capture, &*me.ledger, &*me.clock, &me.settings)?;
         me.publish_addresses();
+        me.follow_listening();
         crate::links::log_link(&me.settings.iface, me.current.ifindex, &me.current.plan);
         me.try_attach(Instant::now());
         Ok((me, shutdown))
@@ -201,6 +212,10 @@ impl Supervisor {
             .settings
             .print_interval
             .unwrap_or(Duration::from_secs(3600));
+        let mut listen_tick = tokio::time::interval_at(
+            start + self.settings.listen_refresh,
+            self.settings.listen_refresh,
+        );
         let mut print_tick = tokio::time::interval_at(start + print_period, print_period);
         let mut printed = (Instant::now(), self.counted);
         let mut ticks: u64 = 0;
@@ -216,6 +231,7 @@ impl Supervisor {
                 }
                 Some(()) = self.events.recv() => self.follow_interface(Instant::now()),
                 _ = refresh_tick.tick() => self.follow_interface(Instant::now()),
+                _ = listen_tick.tick() => self.follow_listening(),
                 _ = print_tick.tick(), if self.settings.print_interval.is_some() => {
                     let now = (Instant::now(), self.counted);
                     println!("{}", crate::run::live_line(&printed.1, &now.1, now.0 - printed.0));
@@ -307,6 +323,8 @@ impl Supervisor {
             down,
             remotes: &remotes,
             other_remotes: deltas.other_remotes,
+            services: &deltas.services,
+            other_services: deltas.other_services,
             checkpoint: Some(checkpoint.to_bytes()),
         });
         let sample = SpeedSample {
@@ -320,6 +338,33 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(sample);
+    }
+
+    /// Re-reads the listening ports and pushes them to the capture when they changed. A failed
+    /// read or push keeps the previous set in force (logged; retried at the next tick).
+    fn follow_listening(&mut self) {
+        let ports = match self.listening.read() {
+            Ok(ports) => ports,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "reading the listening ports failed; the previous set stays in force");
+                return;
+            }
+        };
+        if self.listening_pushed.as_ref() == Some(&ports) {
+            return;
+        }
+        match self.capture.set_listening(&ports) {
+            Ok(()) => {
+                tracing::debug!(ports = ports.len(), "listening ports changed");
+                self.listening_pushed = Some(ports);
+                let listeners = self.listening.owners();
+                status::update(&self.out.status, |s| s.listeners = listeners);
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), "pushing the listening ports failed; retried at the next refresh");
+                self.listening_pushed = None;
+            }
+        }
     }
 
     /// An error of the environment: logged, counted, shown; nothing is detached.

@@ -109,6 +109,8 @@ pub(super) fn settle(
             down: Default::default(),
             remotes: &[],
             other_remotes: Default::default(),
+            services: &[],
+            other_services: Default::default(),
             checkpoint: Some(bytes.clone()),
         });
         ledger.flush()

@@ -286,3 +286,37 @@ async fn an_unreadable_checkpoint_is_fatal_not_count_from_zero() {
         "nothing counted, nothing attached"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_listening_ports_are_pushed_at_start_and_when_they_change() {
+    use sentinel_common::abi::ListenKey;
+    let smb = ListenKey::new(6, 445);
+    let wg = ListenKey::new(17, 51820);
+    let h = start(World {
+        listen_now: vec![smb],
+        ..World::default()
+    });
+    sleep(0.5).await;
+    assert_eq!(h.world.lock().listening, vec![smb], "pushed at start");
+    h.world.lock().listen_now = vec![smb, wg];
+    sleep(2.0).await;
+    assert_eq!(
+        h.world.lock().listening,
+        vec![smb],
+        "not before the refresh"
+    );
+    sleep(4.0).await;
+    assert_eq!(
+        h.world.lock().listening,
+        vec![smb, wg],
+        "pushed at the refresh"
+    );
+    let owners = h.status().listeners;
+    assert_eq!(
+        owners.iter().map(|l| l.key).collect::<Vec<_>>(),
+        vec![smb, wg],
+        "the owners are read with the new set"
+    );
+    let (done, _) = h.stop().await;
+    assert!(done.is_ok());
+}

@@ -197,6 +197,7 @@ pub fn state(store: Arc<Store>) -> ApiState {
         speed: Arc::new(Mutex::new(ring)),
         auth: None,
         allowed_hosts: Arc::new(Vec::new()),
+        service_names: Arc::default(),
         info: Arc::new(DaemonInfo {
             version: env!("CARGO_PKG_VERSION"),
             started: Instant::now(),

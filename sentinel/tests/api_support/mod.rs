@@ -229,6 +229,9 @@ impl Env {
             speed: speed.clone(),
             auth,
             allowed_hosts: Arc::new(Vec::new()),
+            service_names: Arc::new(
+                sentinel::service_names::ServiceNames::parse(&["8096=Jellyfin"]).expect("names"),
+            ),
             info: Arc::new(DaemonInfo {
                 version: env!("CARGO_PKG_VERSION"),
                 started: Instant::now(),

@@ -36,6 +36,7 @@ mod ring;
 mod tally;
 mod walk;
 
+use sentinel_common::abi::ListenKey;
 use std::{
     sync::Arc,
     thread::JoinHandle,
@@ -230,6 +231,11 @@ impl Backend for AfPacketBackend {
 
     fn set_addresses(&mut self, plan: &AddressPlan) -> Result<(), BackendError> {
         self.shared.set_table(plan.table());
+        Ok(())
+    }
+
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), BackendError> {
+        self.shared.set_listening(ports);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //!
 //! This module must not know the ring's memory layout or the counting rules.
 
+use sentinel_common::abi::ListenKey;
 use std::{
     sync::{
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
@@ -109,13 +110,20 @@ impl Shared {
         }
     }
 
+    pub(crate) fn set_listening(&self, ports: &[ListenKey]) {
+        lock(&self.tally).set_listening(ports);
+    }
+
     pub(crate) fn snapshot(&self) -> Snapshot {
         let mut tally = lock(&self.tally);
         let (remotes, other_remotes) = tally.take_remotes();
+        let (services, other_services) = tally.take_services();
         Snapshot {
             totals: tally.totals,
             remotes,
             other_remotes,
+            services,
+            other_services,
             drops: tally.drops,
         }
     }

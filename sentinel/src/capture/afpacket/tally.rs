@@ -3,19 +3,24 @@
 //! [`sentinel_common::record::record`], the same calls the eBPF program makes) and the counters
 //! they feed: monotonic totals and errors, and per-remote counters handed over (and forgotten) at
 //! each snapshot, bounded like one of the kernel's per-remote maps, with an overflow total for
-//! remotes beyond the bound.
+//! remotes beyond the bound; per-service counters ([`sentinel_common::service`]) the same way.
 //!
 //! This module must not know sockets or the ring's memory: it sees [`RingFrame`]s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sentinel_common::{
-    abi::{Counters, ErrorKind, REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey},
+    abi::Verdict,
+    abi::{
+        Counters, ErrorKind, ListenKey, REMOTES_MAX_ENTRIES, RemoteCounters, RemoteKey,
+        SERVICES_MAX_ENTRIES, ServiceKey,
+    },
     account::account,
     addr::AddrFlags,
     frame::{self, Frame, LinkKind},
     owner::{self, MacSet},
     record::{self, CounterStore},
+    service::{self, ListenSet},
 };
 
 use super::walk::{RingFrame, VnetHdr};
@@ -125,6 +130,23 @@ pub(crate) struct Tally {
     cap: usize,
     /// What `remotes` had no room for since the last [`Self::take_remotes`].
     overflow: RemoteCounters,
+    /// Per-service growth since the last [`Self::take_services`], bounded like the kernel's map.
+    services: HashMap<ServiceKey, RemoteCounters>,
+    service_cap: usize,
+    /// What `services` had no room for since the last [`Self::take_services`].
+    service_overflow: RemoteCounters,
+    /// The NAS's listening ports (server or client role, `sentinel_common::service`).
+    listening: Listening,
+}
+
+/// The listening set as [`ListenSet`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Listening(HashSet<ListenKey>);
+
+impl ListenSet for Listening {
+    fn listens(&self, key: &ListenKey) -> bool {
+        self.0.contains(key)
+    }
 }
 
 impl Default for Tally {
@@ -143,7 +165,30 @@ impl Tally {
             remotes: HashMap::new(),
             cap: cap.max(1),
             overflow: RemoteCounters::default(),
+            services: HashMap::new(),
+            service_cap: SERVICES_MAX_ENTRIES as usize,
+            service_overflow: RemoteCounters::default(),
+            listening: Listening::default(),
         }
+    }
+
+    /// A tally whose service map holds at most `cap` entries.
+    #[cfg(test)]
+    pub(crate) fn with_service_capacity(mut self, cap: usize) -> Self {
+        self.service_cap = cap.max(1);
+        self
+    }
+
+    /// Replaces the listening set the service rule uses from the next frame on.
+    pub(crate) fn set_listening(&mut self, ports: &[ListenKey]) {
+        self.listening = Listening(ports.iter().copied().collect());
+    }
+
+    /// Hands over every service's growth since the previous call, and the overflow; both start
+    /// again from zero.
+    pub(crate) fn take_services(&mut self) -> (Vec<(ServiceKey, RemoteCounters)>, RemoteCounters) {
+        let services = std::mem::take(&mut self.services).into_iter().collect();
+        (services, std::mem::take(&mut self.service_overflow))
     }
 
     /// Counts one frame from the ring of a `link` link: the function every ring frame goes
@@ -172,7 +217,13 @@ impl Tally {
             self.stats.super_packets += 1;
         }
         match account(&frame, link, segs, table) {
-            Ok(acc) => record::record(self, &acc),
+            Ok(acc) => {
+                record::record(self, &acc);
+                if matches!(acc.verdict, Verdict::Up | Verdict::Down) {
+                    let key = service::service_key(&frame, &acc, &self.listening);
+                    service::add_service(self, &key, &acc);
+                }
+            }
             Err(kind) => record::count_error(self, kind),
         }
     }
@@ -218,6 +269,17 @@ impl CounterStore for Tally {
     fn overflow(&mut self) -> Option<&mut RemoteCounters> {
         self.stats.remotes_overflowed = self.stats.remotes_overflowed.wrapping_add(1);
         Some(&mut self.overflow)
+    }
+
+    fn service(&mut self, key: &ServiceKey) -> Option<&mut RemoteCounters> {
+        if self.services.len() >= self.service_cap && !self.services.contains_key(key) {
+            return None;
+        }
+        Some(self.services.entry(*key).or_default())
+    }
+
+    fn service_overflow(&mut self) -> Option<&mut RemoteCounters> {
+        Some(&mut self.service_overflow)
     }
 }
 
@@ -502,10 +564,127 @@ mod tests {
         );
     }
 
+    /// The shared per-service table through the ring: each row adds its bytes to exactly its key.
+    #[test]
+    fn every_service_vector_adds_to_its_service_through_the_ring() {
+        use sentinel_common::{
+            abi::ServiceKey,
+            service_vectors::{SERVICE_LOCALS, SERVICE_VECTORS},
+        };
+
+        use super::super::{
+            SNAPLEN,
+            walk::{
+                synth::{SynthFrame, block},
+                walk,
+            },
+        };
+
+        let table = AddressPlan {
+            locals: SERVICE_LOCALS
+                .iter()
+                .map(|a| a.parse().expect("addr"))
+                .collect(),
+            ..AddressPlan::default()
+        }
+        .table();
+        let mut failures = Vec::new();
+        for v in SERVICE_VECTORS {
+            let bytes = crate::testkit::service_frame(v);
+            let b = block(
+                &[SynthFrame {
+                    bytes: &bytes,
+                    pkttype: PACKET_HOST,
+                    vnet: Some(VnetHdr::default()),
+                }],
+                SNAPLEN as usize,
+                true,
+                8192,
+            );
+            let mut t = Tally::default();
+            let listen: Vec<ListenKey> = v
+                .listen
+                .iter()
+                .map(|&(proto, port)| ListenKey::new(proto, port))
+                .collect();
+            t.set_listening(&listen);
+            for f in walk(&b, true).expect("synthetic block") {
+                t.count(&f.expect("synthetic frame"), LinkKind::Ethernet, &table);
+            }
+            let (services, other) = t.take_services();
+            let got: Vec<_> = services
+                .iter()
+                .map(|(k, c)| (*k, c.up_packets, c.up_bytes, c.down_packets, c.down_bytes))
+                .collect();
+            let want: Vec<_> = v
+                .expect
+                .iter()
+                .map(|e| {
+                    let key = ServiceKey {
+                        port: e.port,
+                        proto: e.proto,
+                        role: e.role,
+                    };
+                    if e.verdict == Verdict::Up {
+                        (key, 1, e.ip_bytes, 0, 0)
+                    } else {
+                        (key, 0, 0, 1, e.ip_bytes)
+                    }
+                })
+                .collect();
+            if got != want || other != RemoteCounters::default() {
+                failures.push(format!("{} ({}): want {want:?}, got {got:?}", v.id, v.case));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn the_service_map_is_bounded_and_overflow_keeps_the_sum_exact() {
+        let mut t = Tally::default().with_service_capacity(4);
+        let table = table();
+        // Ten client connections to ten remote ports: four fit, six go to the overflow.
+        for port in 0..10u16 {
+            let mut f = udp4([192, 168, 1, 10], [198, 51, 100, 7], 100);
+            f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+            f[36..38].copy_from_slice(&(1000 + port).to_be_bytes());
+            t.count(
+                &ring_frame(&f, PACKET_OUTGOING, 128),
+                LinkKind::Ethernet,
+                &table,
+            );
+        }
+        let (services, other) = t.take_services();
+        assert_eq!(services.len(), 4);
+        assert!(
+            services
+                .iter()
+                .all(|(k, _)| k.role == sentinel_common::abi::ROLE_CLIENT)
+        );
+        assert_eq!((other.up_packets, other.up_bytes), (6, 600));
+        let per_service: u64 = services.iter().map(|(_, c)| c.up_bytes).sum();
+        assert_eq!(
+            per_service + other.up_bytes,
+            t.totals.verdict(Verdict::Up).ip_bytes
+        );
+        assert_eq!(t.take_services(), (Vec::new(), RemoteCounters::default()));
+    }
+
     fn check(expect: sentinel_common::vectors::Expect, t: &Tally) -> Result<(), String> {
         use sentinel_common::vectors::Expect;
         let mut want_errors = [0u64; ErrorKind::ALL.len()];
         let (remotes, _) = t.clone().take_remotes();
+        // Every public byte is in exactly one service too (no listening set: client or none).
+        let (services, svc_other) = t.clone().take_services();
+        let mut svc = svc_other;
+        services.iter().for_each(|(_, c)| svc.add(c));
+        let mut rem = RemoteCounters::default();
+        remotes.iter().for_each(|(_, c)| rem.add(c));
+        if svc != rem || services.len() > 1 {
+            return Err(format!(
+                "services {services:?} do not add up to remotes {rem:?}"
+            ));
+        }
         match expect {
             Expect::Skip(kind) => {
                 want_errors[kind as usize] = 1;

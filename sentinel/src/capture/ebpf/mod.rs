@@ -7,6 +7,7 @@ pub mod durability;
 mod filters;
 pub mod pins;
 pub mod remotes;
+mod services;
 mod tries;
 
 use std::{
@@ -23,7 +24,7 @@ use aya::{
 use ipnet::IpNet;
 use sentinel_common::abi::{
     ABI_VERSION, BASELINE_PROGRAM_NAME, CONFIG_ABI, CONFIG_INSTANCE, Counters, ERROR_SLOTS,
-    MAP_CONFIG, MAP_ERRORS, MAP_TOTALS, PROGRAM_NAME, TOTALS_SLOTS,
+    ListenKey, MAP_CONFIG, MAP_ERRORS, MAP_TOTALS, PROGRAM_NAME, TOTALS_SLOTS,
 };
 
 pub use self::attach::{AttachPreference, Attachment};
@@ -339,8 +340,9 @@ impl KernelClassifier {
         Ok(out)
     }
 
-    /// What every remote added since the previous call (summed over CPUs), and what the maps had
-    /// no room for; what is returned is deleted from the kernel (see [`remotes`]).
+    /// What every remote and every service added since the previous call (summed over CPUs), and
+    /// what the maps had no room for; what is returned is deleted from the kernel (see
+    /// [`remotes`]).
     pub fn drain_remotes(&mut self) -> Result<RemoteRead, EbpfError> {
         remotes::drain(&mut self.ebpf, &mut self.side)
     }
@@ -437,6 +439,14 @@ impl super::Backend for KernelClassifier {
         })
     }
 
+    fn set_listening(&mut self, ports: &[ListenKey]) -> Result<(), super::BackendError> {
+        KernelClassifier::set_listening(self, ports).map_err(|e| super::BackendError {
+            backend: "ebpf",
+            context: "updating the listening ports".into(),
+            source: Box::new(e),
+        })
+    }
+
     fn snapshot(&mut self) -> Result<super::Snapshot, super::BackendError> {
         let wrap = |e: EbpfError| super::BackendError {
             backend: "ebpf",
@@ -449,6 +459,8 @@ impl super::Backend for KernelClassifier {
             totals,
             remotes: read.remotes,
             other_remotes: read.other,
+            services: read.services,
+            other_services: read.other_services,
             drops: 0,
         })
     }

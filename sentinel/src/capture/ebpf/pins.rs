@@ -20,7 +20,10 @@ use sentinel_common::abi::{
     MAP_CONFIG, MAP_ERRORS, MAP_OVERFLOW, MAP_REMOTES_A, MAP_REMOTES_B, MAP_TOTALS, OVERFLOW_SLOTS,
     REMOTES_MAX_ENTRIES, TOTALS_SLOTS,
 };
-use sentinel_common::abi::{MACS_MAX_ENTRIES, MAP_MACS};
+use sentinel_common::abi::{
+    LISTEN_MAX_ENTRIES, MACS_MAX_ENTRIES, MAP_LISTEN, MAP_MACS, MAP_SERVICES_A, MAP_SERVICES_B,
+    MAP_SVC_OVERFLOW, SERVICES_MAX_ENTRIES,
+};
 
 /// Where bpffs is mounted on every system we know.
 pub const BPFFS: &str = "/sys/fs/bpf";
@@ -42,7 +45,7 @@ struct MapSpec {
 const RETIRED: [&str; 1] = ["SNT_REMOTES"];
 
 /// The maps this build pins, with their expected layout.
-const SPECS: [MapSpec; 9] = [
+const SPECS: [MapSpec; 13] = [
     MapSpec {
         name: MAP_TOTALS,
         map_type: MapType::PerCpuArray,
@@ -106,6 +109,35 @@ const SPECS: [MapSpec; 9] = [
         key_size: 8,
         value_size: 4,
         max_entries: MACS_MAX_ENTRIES,
+    },
+    // The per-service block (sentinel_common::service).
+    MapSpec {
+        name: MAP_SERVICES_A,
+        map_type: MapType::PerCpuHash,
+        key_size: 4,
+        value_size: 32,
+        max_entries: SERVICES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_SERVICES_B,
+        map_type: MapType::PerCpuHash,
+        key_size: 4,
+        value_size: 32,
+        max_entries: SERVICES_MAX_ENTRIES,
+    },
+    MapSpec {
+        name: MAP_SVC_OVERFLOW,
+        map_type: MapType::PerCpuArray,
+        key_size: 4,
+        value_size: 32,
+        max_entries: OVERFLOW_SLOTS,
+    },
+    MapSpec {
+        name: MAP_LISTEN,
+        map_type: MapType::Hash,
+        key_size: 4,
+        value_size: 4,
+        max_entries: LISTEN_MAX_ENTRIES,
     },
 ];
 

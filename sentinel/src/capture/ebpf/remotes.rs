@@ -20,16 +20,21 @@
 //! lost. A crash between reading and deleting would report those entries again; a crash after
 //! deleting and before the store's flush loses them, like any unflushed delta.
 //!
+//! The per-service maps (`SNT_SVC_A`/`SNT_SVC_B` and `SNT_SVC_OVF`) ride on the same side slot:
+//! the program adds a packet's service on the side it read for its remote, so one flip and one
+//! grace period serve both, and the drain reads and deletes the idle side of both alike.
+//!
 //! This module must not know the drain's deltas, the store or the API.
 
 use std::time::Duration;
 
 use aya::{
-    Ebpf,
+    Ebpf, Pod,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues},
 };
 use sentinel_common::abi::{
-    CONFIG_SIDE, MAP_CONFIG, MAP_OVERFLOW, MAP_REMOTES_A, MAP_REMOTES_B, RemoteCounters, RemoteKey,
+    CONFIG_SIDE, MAP_CONFIG, MAP_OVERFLOW, MAP_REMOTES_A, MAP_REMOTES_B, MAP_SERVICES_A,
+    MAP_SERVICES_B, MAP_SVC_OVERFLOW, RemoteCounters, RemoteKey, ServiceKey,
 };
 
 use super::{EbpfError, map_err};
@@ -41,7 +46,27 @@ pub struct RemoteRead {
     pub remotes: Vec<(RemoteKey, RemoteCounters)>,
     /// What the maps had no room for (more distinct remotes than a map holds between two drains).
     pub other: RemoteCounters,
+    /// Each service that moved, with what it added.
+    pub services: Vec<(ServiceKey, RemoteCounters)>,
+    /// What the service maps had no room for.
+    pub other_services: RemoteCounters,
 }
+
+/// One two-sided counter family: its maps and its overflow array.
+struct Family {
+    maps: [&'static str; 2],
+    overflow: &'static str,
+}
+
+const REMOTES: Family = Family {
+    maps: [MAP_REMOTES_A, MAP_REMOTES_B],
+    overflow: MAP_OVERFLOW,
+};
+
+const SERVICES: Family = Family {
+    maps: [MAP_SERVICES_A, MAP_SERVICES_B],
+    overflow: MAP_SVC_OVERFLOW,
+};
 
 /// When `membarrier` is unavailable (a `nohz_full` kernel refuses `MEMBARRIER_CMD_GLOBAL`): a TC
 /// program run takes microseconds with preemption disabled, so this is thousands of times longer.
@@ -59,14 +84,6 @@ fn rcu_grace() {
     }
 }
 
-fn map_name(side: u32) -> &'static str {
-    if side == 0 {
-        MAP_REMOTES_A
-    } else {
-        MAP_REMOTES_B
-    }
-}
-
 fn map_mut<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
@@ -75,16 +92,21 @@ fn map_mut<'a>(
         .ok_or(EbpfError::Missing { what: "map", name })
 }
 
-fn remotes_map(
-    ebpf: &mut Ebpf,
+fn side_map<'a, K: Pod>(
+    ebpf: &'a mut Ebpf,
+    family: &Family,
     side: u32,
-) -> Result<PerCpuHashMap<&mut MapData, RemoteKey, RemoteCounters>, EbpfError> {
-    let name = map_name(side);
+) -> Result<PerCpuHashMap<&'a mut MapData, K, RemoteCounters>, EbpfError> {
+    let name = family.maps[(side & 1) as usize];
     PerCpuHashMap::try_from(map_mut(ebpf, name)?).map_err(map_err(name, "open"))
 }
 
-fn overflow_map(ebpf: &mut Ebpf) -> Result<PerCpuArray<&mut MapData, RemoteCounters>, EbpfError> {
-    PerCpuArray::try_from(map_mut(ebpf, MAP_OVERFLOW)?).map_err(map_err(MAP_OVERFLOW, "open"))
+fn overflow_map<'a>(
+    ebpf: &'a mut Ebpf,
+    family: &Family,
+) -> Result<PerCpuArray<&'a mut MapData, RemoteCounters>, EbpfError> {
+    let name = family.overflow;
+    PerCpuArray::try_from(map_mut(ebpf, name)?).map_err(map_err(name, "open"))
 }
 
 fn sum(values: &PerCpuValues<RemoteCounters>) -> RemoteCounters {
@@ -105,15 +127,22 @@ pub(super) fn written_side(ebpf: &mut Ebpf) -> Result<u32, EbpfError> {
     Ok(u32::from(side & 1 == 1))
 }
 
-fn side_moved(ebpf: &mut Ebpf, side: u32) -> Result<bool, EbpfError> {
-    if remotes_map(ebpf, side)?.keys().next().is_some() {
+fn family_moved<K: Pod>(ebpf: &mut Ebpf, family: &Family, side: u32) -> Result<bool, EbpfError> {
+    if side_map::<K>(ebpf, family, side)?.keys().next().is_some() {
         return Ok(true);
     }
-    let overflow = overflow_map(ebpf)?;
+    let overflow = overflow_map(ebpf, family)?;
     let values = overflow
         .get(&side, 0)
-        .map_err(map_err(MAP_OVERFLOW, "read"))?;
+        .map_err(map_err(family.overflow, "read"))?;
     Ok(sum(&values) != RemoteCounters::default())
+}
+
+fn side_moved(ebpf: &mut Ebpf, side: u32) -> Result<bool, EbpfError> {
+    // Every public packet moves both families, but a service map may still hold what an
+    // earlier daemon left in it: look at both.
+    Ok(family_moved::<RemoteKey>(ebpf, &REMOTES, side)?
+        || family_moved::<ServiceKey>(ebpf, &SERVICES, side)?)
 }
 
 /// One drain of the per-remote maps (see the module documentation). `side` is the side the
@@ -129,27 +158,41 @@ pub(super) fn drain(ebpf: &mut Ebpf, side: &mut u32) -> Result<RemoteRead, EbpfE
         *side = flipped;
         rcu_grace();
     }
-    read_and_clear(ebpf, 1 - *side)
+    let (remotes, other) = read_and_clear::<RemoteKey>(ebpf, &REMOTES, 1 - *side)?;
+    let (services, other_services) = read_and_clear::<ServiceKey>(ebpf, &SERVICES, 1 - *side)?;
+    Ok(RemoteRead {
+        remotes,
+        other,
+        services,
+        other_services,
+    })
 }
+
+/// What [`read_and_clear`] read: the entries that moved and the overflow.
+type Read<K> = (Vec<(K, RemoteCounters)>, RemoteCounters);
 
 /// Reads the idle side whole, then deletes what it read and zeroes its overflow slot.
 ///
 /// Exact also when something fails: a failed read deletes nothing (the next drain reads it all),
 /// and an entry (or the overflow) that cannot be deleted (or zeroed) is left out of this read and
 /// stays in the map for the next drain, so nothing is lost and nothing is reported twice.
-fn read_and_clear(ebpf: &mut Ebpf, idle: u32) -> Result<RemoteRead, EbpfError> {
-    let name = map_name(idle);
+fn read_and_clear<K: Pod>(
+    ebpf: &mut Ebpf,
+    family: &Family,
+    idle: u32,
+) -> Result<Read<K>, EbpfError> {
+    let name = family.maps[(idle & 1) as usize];
     let mut read = Vec::new();
-    let mut map = remotes_map(ebpf, idle)?;
+    let mut map = side_map::<K>(ebpf, family, idle)?;
     for entry in map.iter() {
         let (key, values) = entry.map_err(map_err(name, "iterate"))?;
         read.push((key, sum(&values)));
     }
-    let mut out = RemoteRead::default();
+    let mut out: Read<K> = (Vec::new(), RemoteCounters::default());
     let mut kept = 0usize;
     for (key, counters) in read {
         match map.remove(&key) {
-            Ok(()) if counters != RemoteCounters::default() => out.remotes.push((key, counters)),
+            Ok(()) if counters != RemoteCounters::default() => out.0.push((key, counters)),
             Ok(()) => {}
             Err(e) => {
                 kept += 1;
@@ -164,10 +207,10 @@ fn read_and_clear(ebpf: &mut Ebpf, idle: u32) -> Result<RemoteRead, EbpfError> {
             "some drained remotes could not be deleted; they are reported by a later drain"
         );
     }
-    let mut overflow = overflow_map(ebpf)?;
+    let mut overflow = overflow_map(ebpf, family)?;
     let values = overflow
         .get(&idle, 0)
-        .map_err(map_err(MAP_OVERFLOW, "read"))?;
+        .map_err(map_err(family.overflow, "read"))?;
     let other = sum(&values);
     if other != RemoteCounters::default() {
         let zeros = vec![RemoteCounters::default(); values.iter().count()];
@@ -175,9 +218,9 @@ fn read_and_clear(ebpf: &mut Ebpf, idle: u32) -> Result<RemoteRead, EbpfError> {
             .map_err(aya::maps::MapError::IoError)
             .and_then(|zeros| overflow.set(idle, zeros, 0));
         match zeroed {
-            Ok(()) => out.other = other,
+            Ok(()) => out.1 = other,
             Err(e) => tracing::warn!(
-                map = MAP_OVERFLOW,
+                map = family.overflow,
                 error = %e,
                 "zeroing the drained overflow failed; it is reported by a later drain"
             ),
