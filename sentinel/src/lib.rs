@@ -11,6 +11,7 @@ pub mod capture;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod docker_names;
 pub mod drain;
 pub mod healthcheck;
 pub mod iface;

@@ -1,7 +1,8 @@
 //! Who listens on the NAS's ports: the process (`/proc/PID/comm`) holding each listening socket
 //! (its inode, from `/proc/net/{tcp,udp}[6]`, matched against `/proc/PID/fd/*` links
 //! `socket:[INODE]`) and the container it runs in (the 64-hex-digit id in `/proc/PID/cgroup`:
-//! Docker, containerd and Podman all put it there, as `/docker/ID` or `docker-ID.scope`).
+//! Docker, containerd and Podman all put it there, as `/docker/ID` or `docker-ID.scope`), named
+//! through the Docker engine's socket when it is mounted.
 //!
 //! Read only when the listening set changes: a full fd scan costs a few milliseconds on a NAS.
 //! Processes we may not look at (another user's, with a hardened /proc) are skipped.
@@ -19,7 +20,8 @@ pub struct Listener {
     pub key: ListenKey,
     /// The process name (`comm`), when found.
     pub process: Option<String>,
-    /// The container id (first 12 hex digits, as `docker ps` shows it), when in one.
+    /// The container, when in one: its name when the Docker socket is mounted
+    /// ([`crate::docker_names`]), else its id (first 12 hex digits, as `docker ps` shows it).
     pub container: Option<String>,
 }
 
@@ -105,12 +107,46 @@ pub fn read(proc_net: &Path, proc: &Path) -> Vec<Listener> {
     }
     let mut out: Vec<Listener> = found.into_values().collect();
     out.sort_by_key(|l| (l.key.port, l.key.proto));
+    if out.iter().any(|l| l.container.is_some()) {
+        name_containers(
+            &mut out,
+            &crate::docker_names::names(Path::new(crate::docker_names::DOCKER_SOCKET)),
+        );
+    }
     out
+}
+
+/// Replaces container ids by the engine's names where it knows them (`docker_names`).
+fn name_containers(listeners: &mut [Listener], names: &HashMap<String, String>) {
+    for l in listeners {
+        if let Some(name) = l.container.as_ref().and_then(|id| names.get(id)) {
+            l.container = Some(name.clone());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_ids_are_named_when_the_engine_knows_them() {
+        let mut ls = vec![
+            Listener {
+                container: Some("0123456789ab".into()),
+                ..Listener::default()
+            },
+            Listener {
+                container: Some("ffffffffffff".into()),
+                ..Listener::default()
+            },
+            Listener::default(),
+        ];
+        let names = HashMap::from([("0123456789ab".to_owned(), "jellyfin".to_owned())]);
+        name_containers(&mut ls, &names);
+        let got: Vec<Option<&str>> = ls.iter().map(|l| l.container.as_deref()).collect();
+        assert_eq!(got, [Some("jellyfin"), Some("ffffffffffff"), None]);
+    }
 
     #[test]
     fn container_ids_come_from_the_cgroup_path() {
