@@ -23,7 +23,9 @@ pub enum Which {
     },
     /// The daemon in the namespace lab: the highest 64-byte UDP rate counted exactly, CPU seconds
     /// per million packets and peak RSS, beside the idle daemon; the idle daemon's CPU ticks with 0
-    /// and with 20,000 remotes seen, side by side, and its RSS after a full remote map.
+    /// and with 20,000 remotes seen, side by side, and its RSS after a full remote map. It starts
+    /// with the classifier benchmark, whose table puts the per-packet cost with the service
+    /// counter beside the cost without it.
     Capture {
         /// Two short steps: a smoke test of the benchmark itself.
         #[arg(long)]
@@ -46,6 +48,13 @@ pub fn bench(which: Which) -> anyhow::Result<()> {
         Which::Store { quick } => ("bench_store", quick),
         Which::Api { quick } => ("bench_api", quick),
         Which::Capture { quick } => {
+            // First the per-packet cost in the kernel, with and without the service counter.
+            let mut classifier = vec!["run", "--release", "-p", "sentinel", "--example"];
+            classifier.extend(["bench_classifier", "--"]);
+            if quick {
+                classifier.push("--quick");
+            }
+            setup::cargo(&classifier)?;
             // The example runs the daemon binary built next to it.
             setup::cargo(&[
                 "build",
