@@ -201,7 +201,11 @@ describe('dashboard', () => {
       assert.deepEqual(rows[i].slice(0, 3), [String(i + 1), ip.ip, ip.bytes_fmt]);
     });
 
-    // The services panel beside it: the same day, rank, "name · proto/port · role", total.
+    // The services panel beside it (same row, to the right, at 1440 px): the same day, rank,
+    // "name · proto/port · role", total.
+    const ipBox = await page.locator('#top-ips').boundingBox();
+    const svcBox = await page.locator('#top-services').boundingBox();
+    assert.ok(Math.abs(ipBox.y - svcBox.y) < 2 && svcBox.x > ipBox.x + ipBox.width, `${JSON.stringify(ipBox)} ${JSON.stringify(svcBox)}`);
     const svc = bodies.get('/api/services');
     const srows = await topRows(page, '#top-services');
     assert.equal(srows.length, Math.min(10, svc.services.length) || 1);
