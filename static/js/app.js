@@ -548,45 +548,47 @@
     renderTop();
   }
 
-  function renderTop() {
-    showError('err-top', state.errors.top);
-    const body = $('top-ips');
-    const cell = (cls, text) => {
-      const td = document.createElement('td');
-      td.className = cls;
-      td.textContent = text;
-      return td;
-    };
+  /** A cell of a ranked table. */
+  function rankCell(cls, text) {
+    const td = document.createElement('td');
+    td.className = cls;
+    td.textContent = text;
+    return td;
+  }
+
+  /**
+   * One ranked table (top remotes, top services): rank, a label cell, bytes with the up/down split,
+   * and a bar relative to #1 (as in the seed: the share of #1 is 100 %).
+   * opts: errId, bodyId, error, data (the response, or null while loading), items (the rows),
+   * label (row -> the second cell), bytes (row -> total), fmt (row -> total as text).
+   */
+  function renderRanked(opts) {
+    showError(opts.errId, opts.error);
+    const body = $(opts.bodyId);
     const message = (key) => {
       const tr = document.createElement('tr');
-      const td = cell('ip-msg', t(key));
+      const td = rankCell('ip-msg', t(key));
       td.colSpan = 4;
       tr.append(td);
       body.replaceChildren(tr);
     };
-    if (!state.data.top) {
-      if (!state.errors.top) message('top.loading');
+    if (!opts.data) {
+      if (!opts.error) message('top.loading');
       else body.replaceChildren();
       return;
     }
-    const ips = (state.data.top.top_ips || []).slice(0, 10);
-    if (!ips.length) {
+    const items = opts.items.slice(0, 10);
+    if (!items.length) {
       message('top.empty');
       return;
     }
-    const max = Math.max(1, Number(ips[0].bytes) || 0);
-    const rows = ips.map((ip, i) => {
+    const max = Math.max(1, Number(opts.bytes(items[0])) || 0);
+    const rows = items.map((x, i) => {
       const tr = document.createElement('tr');
       const rank = ['gold', 'silver', 'bronze'][i] || '';
-      const addr = cell('ip-addr', '');
-      // Long IPv6 addresses may wrap, but only after a colon.
-      String(ip.ip).split(':').forEach((part, k) => {
-        if (k > 0) addr.append(':', document.createElement('wbr'));
-        addr.append(part);
-      });
-      tr.append(cell(`ip-rank ${rank}`, String(i + 1)), addr);
-      const bytes = cell('ip-bytes', typeof ip.bytes_fmt === 'string' ? ip.bytes_fmt : fmtBytes(ip.bytes));
-      if (ip.up_bytes !== undefined && ip.down_bytes !== undefined) {
+      tr.append(rankCell(`ip-rank ${rank}`, String(i + 1)), opts.label(x));
+      const bytes = rankCell('ip-bytes', opts.fmt(x));
+      if (x.up_bytes !== undefined && x.down_bytes !== undefined) {
         const split = document.createElement('span');
         split.className = 'ip-split';
         const u = document.createElement('span');
@@ -595,23 +597,41 @@
         const d = document.createElement('span');
         d.className = 'down';
         d.textContent = '▼';
-        split.append(u, fmtBytes(ip.up_bytes), d, fmtBytes(ip.down_bytes));
+        split.append(u, fmtBytes(x.up_bytes), d, fmtBytes(x.down_bytes));
         bytes.append(split);
       }
       tr.append(bytes);
-      // The bar is relative to #1, as in the seed; the share of #1 is 100 %.
-      const barTd = cell('ip-bar-wrap', '');
+      const barTd = rankCell('ip-bar-wrap', '');
       const bar = document.createElement('div');
       bar.className = 'ip-bar';
       const fill = document.createElement('div');
       fill.className = 'ip-bar-fill';
-      fill.style.width = `${Math.round(((Number(ip.bytes) || 0) / max) * 100)}%`;
+      fill.style.width = `${Math.round(((Number(opts.bytes(x)) || 0) / max) * 100)}%`;
       bar.append(fill);
       barTd.append(bar);
       tr.append(barTd);
       return tr;
     });
     body.replaceChildren(...rows);
+  }
+
+  function renderTop() {
+    const data = state.data.top;
+    renderRanked({
+      errId: 'err-top', bodyId: 'top-ips', error: state.errors.top, data,
+      items: (data && data.top_ips) || [],
+      label: (ip) => {
+        const addr = rankCell('ip-addr', '');
+        // Long IPv6 addresses may wrap, but only after a colon.
+        String(ip.ip).split(':').forEach((part, k) => {
+          if (k > 0) addr.append(':', document.createElement('wbr'));
+          addr.append(part);
+        });
+        return addr;
+      },
+      bytes: (ip) => ip.bytes,
+      fmt: (ip) => (typeof ip.bytes_fmt === 'string' ? ip.bytes_fmt : fmtBytes(ip.bytes)),
+    });
   }
 
   async function loadServices() {
@@ -633,60 +653,14 @@
   }
 
   function renderServices() {
-    showError('err-services', state.errors.services);
-    const body = $('top-services');
-    const cell = (cls, text) => {
-      const td = document.createElement('td');
-      td.className = cls;
-      td.textContent = text;
-      return td;
-    };
-    const message = (key) => {
-      const tr = document.createElement('tr');
-      const td = cell('ip-msg', t(key));
-      td.colSpan = 4;
-      tr.append(td);
-      body.replaceChildren(tr);
-    };
-    if (!state.data.services) {
-      if (!state.errors.services) message('top.loading');
-      else body.replaceChildren();
-      return;
-    }
-    const list = (state.data.services.services || []).slice(0, 10);
-    if (!list.length) {
-      message('top.empty');
-      return;
-    }
-    const max = Math.max(1, Number(list[0].total_bytes) || 0);
-    const rows = list.map((s, i) => {
-      const tr = document.createElement('tr');
-      const rank = ['gold', 'silver', 'bronze'][i] || '';
-      tr.append(cell(`ip-rank ${rank}`, String(i + 1)), cell('ip-addr svc-name', serviceLabel(s)));
-      const bytes = cell('ip-bytes', typeof s.total_fmt === 'string' ? s.total_fmt : fmtBytes(s.total_bytes));
-      const split = document.createElement('span');
-      split.className = 'ip-split';
-      const u = document.createElement('span');
-      u.className = 'up';
-      u.textContent = '▲';
-      const d = document.createElement('span');
-      d.className = 'down';
-      d.textContent = '▼';
-      split.append(u, fmtBytes(s.up_bytes), d, fmtBytes(s.down_bytes));
-      bytes.append(split);
-      tr.append(bytes);
-      const barTd = cell('ip-bar-wrap', '');
-      const bar = document.createElement('div');
-      bar.className = 'ip-bar';
-      const fill = document.createElement('div');
-      fill.className = 'ip-bar-fill';
-      fill.style.width = `${Math.round(((Number(s.total_bytes) || 0) / max) * 100)}%`;
-      bar.append(fill);
-      barTd.append(bar);
-      tr.append(barTd);
-      return tr;
+    const data = state.data.services;
+    renderRanked({
+      errId: 'err-services', bodyId: 'top-services', error: state.errors.services, data,
+      items: (data && data.services) || [],
+      label: (x) => rankCell('ip-addr svc-name', serviceLabel(x)),
+      bytes: (x) => x.total_bytes,
+      fmt: (x) => (typeof x.total_fmt === 'string' ? x.total_fmt : fmtBytes(x.total_bytes)),
     });
-    body.replaceChildren(...rows);
   }
 
   /* ── Custom query ────────────────────────────────────────────────────── */
