@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     image::target_dir,
-    setup::{self, run},
+    setup::{self, run, workspace_root},
 };
 
 /// Host tools: QEMU, the initramfs' busybox, cpio, depmod/modprobe, capsh (the guest drops
@@ -135,6 +135,19 @@ fn boot(dir: &Path, k: &Kernel, xtask: &Path) -> anyhow::Result<(String, Vec<Str
         .arg(format!(
             "local,path={},mount_tag=kmods,security_model=none,readonly=on,id=k",
             kdir.display()
+        ))
+        // The workspace and the target directory again, on their own tags: the guest mounts a
+        // tmpfs on /tmp, which would hide a clone or a target directory below /tmp (as CI's can
+        // be); mounted at their own paths after it, they are always there.
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=ws,security_model=none,readonly=on,multidevs=remap,id=w",
+            workspace_root().display()
+        ))
+        .arg("-virtfs")
+        .arg(format!(
+            "local,path={},mount_tag=tgt,security_model=none,readonly=on,multidevs=remap,id=t",
+            target_dir().display()
         ))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)
@@ -360,12 +373,17 @@ fn initramfs(
     }
     let checks = format!(
         "modprobe -a -d /tmp/kmods -S {kver} {LAB_MODULES} || exit 1\n\
+         export CARGO_TARGET_DIR='{}'\n\
          exec {} vm-guest --attach {}\n",
+        target_dir().display(),
         xtask.display(),
         k.attach
     );
     std::fs::write(root.join("checks.sh"), checks)?;
-    std::fs::write(root.join("init"), INIT)?;
+    let init = INIT
+        .replace("@WS@", &workspace_root().display().to_string())
+        .replace("@TGT@", &target_dir().display().to_string());
+    std::fs::write(root.join("init"), init)?;
     let status = Command::new("sh")
         .arg("-c")
         .arg("chmod +x init && find . | cpio -o -H newc --quiet | gzip -1")
@@ -397,6 +415,9 @@ $B mount -t sysfs sys /mnt/sys
 $B mount -t devtmpfs dev /mnt/dev
 $B mkdir -p /mnt/tmp/kmods
 $B mount -t 9p -o trans=virtio,version=9p2000.L,ro kmods /mnt/tmp/kmods || echo "vm: mounting the modules failed"
+$B mkdir -p "/mnt@WS@" "/mnt@TGT@" 2>/dev/null
+$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 ws "/mnt@WS@" || echo "vm: mounting the workspace failed"
+$B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 tgt "/mnt@TGT@" || echo "vm: mounting the target directory failed"
 $B cp /checks.sh /mnt/tmp/checks.sh
 echo "vm: kernel $($B uname -r), BTF: $($B ls /sys/kernel/btf/vmlinux 2>&1)"
 $B chroot /mnt /bin/sh /tmp/checks.sh
