@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{
     ApiError, ApiState,
     json::Json,
-    traffic::{Params, only, parse_date},
+    traffic::{Params, only, ranked_range},
 };
 use crate::{billing::units::Units, service_names::protocol_name, store::TopServices};
 
@@ -83,25 +83,7 @@ pub async fn services(
     Query(params): Params,
 ) -> Result<Response, ApiError> {
     let params = only(params, &["start", "end", "limit", "format"])?;
-    let today = state.store.zone().local_date(state.now());
-    let first = parse_date("start", params.get("start"))?.unwrap_or(today);
-    let last = parse_date("end", params.get("end"))?.unwrap_or(today);
-    if first > last {
-        return Err(ApiError::BadRequest(format!(
-            "start {first} is after end {last}"
-        )));
-    }
-    let limit = match params.get("limit") {
-        None => 10,
-        Some(text) => match text.parse::<usize>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "limit {text:?} is not a number from 1 to 100"
-                )));
-            }
-        },
-    };
+    let (first, last, limit) = ranked_range(&state, &params)?;
     let csv = match params.get("format").map(String::as_str) {
         None | Some("json") => false,
         Some("csv") => true,

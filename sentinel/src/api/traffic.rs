@@ -251,12 +251,12 @@ pub async fn date_range(State(state): State<ApiState>) -> Result<Json<Value>, Ap
     ))
 }
 
-/// `GET /api/top_ips[?start&end&limit]`: by up + down bytes over the range (default: today).
-pub async fn top_ips(
-    State(state): State<ApiState>,
-    Query(params): Params,
-) -> Result<Json<Value>, ApiError> {
-    let params = only(params, &["start", "end", "limit"])?;
+/// The `start`, `end` (default today, in the NAS's zone) and `limit` (1-100, default 10) of a
+/// ranked list (top remotes, top services).
+pub(super) fn ranked_range(
+    state: &ApiState,
+    params: &HashMap<String, String>,
+) -> Result<(NaiveDate, NaiveDate, usize), ApiError> {
     let today = state.store.zone().local_date(state.now());
     let first = parse_date("start", params.get("start"))?.unwrap_or(today);
     let last = parse_date("end", params.get("end"))?.unwrap_or(today);
@@ -276,6 +276,16 @@ pub async fn top_ips(
             }
         },
     };
+    Ok((first, last, limit))
+}
+
+/// `GET /api/top_ips[?start&end&limit]`: by up + down bytes over the range (default: today).
+pub async fn top_ips(
+    State(state): State<ApiState>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let params = only(params, &["start", "end", "limit"])?;
+    let (first, last, limit) = ranked_range(&state, &params)?;
     let top = state
         .query(move |store, _| store.top_remotes(first, last, limit))
         .await?;
