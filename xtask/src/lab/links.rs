@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{Lab, MAC_RTR_LAN, addr, ip, neigh, netns_exec};
+use super::{Lab, MAC_RTR_LAN, addr, ip, lan_default_routes, neigh, netns_exec};
 
 /// The container's MAC, IPv4 and IPv6 addresses (its IPv6 address lies in the NAS's /56).
 pub const CTR_MAC: &str = "02:53:4e:00:00:30";
@@ -68,17 +68,7 @@ impl Lab {
         addr(ns, "mv0", "192.168.50.30/24")?;
         addr(ns, "mv0", "2001:db8:aa00:1::30/64")?;
         ip(&["-n", ns, "link", "set", "mv0", "up"])?;
-        ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
-        ip(&[
-            "-n",
-            ns,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:aa00:1::1",
-        ])?;
+        lan_default_routes(ns)?;
         for a in ["192.168.50.1", "2001:db8:aa00:1::1"] {
             neigh(ns, "mv0", a, MAC_RTR_LAN)?;
         }

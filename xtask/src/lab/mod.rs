@@ -103,6 +103,21 @@ fn addr(ns: &str, dev: &str, a: &str) -> anyhow::Result<()> {
     ip(&args)
 }
 
+/// Default routes (IPv4 and IPv6) of a LAN-side host through the lab router.
+fn lan_default_routes(ns: &str) -> anyhow::Result<()> {
+    ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
+    ip(&[
+        "-n",
+        ns,
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:aa00:1::1",
+    ])
+}
+
 /// A permanent neighbour entry.
 fn neigh(ns: &str, dev: &str, a: &str, mac: &str) -> anyhow::Result<()> {
     ip(&[
@@ -389,17 +404,7 @@ impl Lab {
         addr(ns, "eth0", host.prefix_v6)?;
         ip(&["-n", rtr, "link", "set", host.port, "up"])?;
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-        ip(&["-n", ns, "route", "add", "default", "via", "192.168.50.1"])?;
-        ip(&[
-            "-n",
-            ns,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:aa00:1::1",
-        ])?;
+        lan_default_routes(ns)?;
         for (a, mac) in [
             ("192.168.50.1", MAC_RTR_LAN),
             ("2001:db8:aa00:1::1", MAC_RTR_LAN),
